@@ -1,0 +1,38 @@
+# The two commands: `make run` and `make test`. Each installs what it needs first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 8080
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
+
+.PHONY: install run demo test test-nojit bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[s3,web,queue,deploy,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Renders a demo image with the CLI and prints its path.
+run: demo
+
+demo: install
+	$(VENV)/bin/fractally render --c=-0.8,0.156 --width 3840 --height 2160 --max-iter 1000 -o out/julia.png
+
+# The whole suite, then the kernels' Python source once more with the JIT off.
+test: install
+	$(PY) -m pytest -n 2 -q
+	$(MAKE) --no-print-directory test-nojit
+
+test-nojit: install
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/test_kernel.py tests/test_tiling.py \
+		-k "classic or window or seams or never_escapes or outside_radius"
+
+bench: install
+	$(PY) bench/kernel.py
+
+clean:
+	rm -rf $(VENV) .numba-cache out data

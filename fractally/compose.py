@@ -1,0 +1,81 @@
+"""From bands of tiles to a finished image file: shared by the CLI, sync renders and assemble.
+
+A band is one row of tiles, full image width. Memory is bounded by a band (plus
+the encoder's small buffers), never by the image, so a gigapixel result is
+written with the same few hundred MiB as a small one.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import deque
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+import numpy as np
+
+from fractally.codec import PngStreamWriter, write_msgpack_stream
+from fractally.colour import colourize
+from fractally.spec import RenderSpec
+from fractally.tiling import Tile, band, grid, render_tile_arrays
+
+Band = tuple[np.ndarray, np.ndarray]  # (counts uint32, smooth float32), rows × full width
+
+CONTENT_TYPES = {"png": "image/png", "msgpack": "application/msgpack"}
+
+
+def join_band(parts: list[Band]) -> Band:
+    """Tiles of one band, left to right, side by side."""
+    return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+
+
+def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], None] | None = None,
+                 lookahead: int = 2) -> Iterator[Band]:
+    """Render every tile on ``pool`` and yield the bands top to bottom.
+
+    Up to ``lookahead`` bands are in flight, so all workers stay busy while the
+    caller encodes the band before.
+    """
+    rows, _ = grid(spec)
+
+    def submit(r: int) -> list[Future]:
+        def work(t: Tile) -> Band:
+            result = render_tile_arrays(spec, t)
+            if on_tile is not None:
+                on_tile(t)
+            return result
+        return [pool.submit(work, t) for t in band(spec, r)]
+
+    queue: deque[list[Future]] = deque(submit(r) for r in range(min(lookahead, rows)))
+    for r in range(rows):
+        if r + lookahead < rows:
+            queue.append(submit(r + lookahead))
+        yield join_band([f.result() for f in queue.popleft()])
+
+
+def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO) -> None:
+    """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or API.md's msgpack)."""
+    if spec.format == "msgpack":
+        write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, bands, spec=spec.normalized())
+        return
+    writer = PngStreamWriter(out, spec.width, spec.height)
+    for counts, smooth in bands:
+        writer.write_rows(colourize(counts, smooth, spec.max_iter, spec.colormap))
+    writer.close()
+
+
+def write_image_file(spec: RenderSpec, bands: Iterable[Band], path: str | os.PathLike) -> Path:
+    """Write atomically: the file appears under ``path`` only once it is complete."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write_image(spec, bands, out)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the image is for everyone who can read the folder
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

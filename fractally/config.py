@@ -1,0 +1,88 @@
+"""Settings, read from the environment once at start and passed down.
+
+Nothing else in the code base reads ``os.environ``: functions, the CLI and the
+tests build a ``Settings`` (from the environment or by hand) and hand it on.
+Every variable is listed in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+PREFIX = "FRACTALLY_"
+
+
+def _read_secret(env: Mapping[str, str], name: str) -> str | None:
+    """A secret from ``NAME`` or from the file named by ``NAME_FILE`` (OpenFaaS / k8s Secret mounts)."""
+    value = env.get(PREFIX + name)
+    if value:
+        return value
+    path = env.get(PREFIX + name + "_FILE")
+    if path and Path(path).is_file():
+        return Path(path).read_text().strip() or None
+    return None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(PREFIX + name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{PREFIX}{name} must be an integer, got {raw!r}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where state lives and how functions reach each other."""
+
+    store_url: str = "./data"
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    invoker: str = "inprocess"  # inprocess | http | queue
+    render_tile_url: str | None = None
+    assemble_url: str | None = None
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "FRACTALLY"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    http_concurrency: int = 8
+    http_timeout: float = 300.0
+    http_retries: int = 4
+    max_deliveries: int = 5
+    url_expiry: int = 3600
+    auth_token: str | None = None
+    public_url: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        base = cls()
+        return cls(
+            store_url=env.get(PREFIX + "STORE_URL", base.store_url),
+            s3_endpoint=env.get(PREFIX + "S3_ENDPOINT") or None,
+            s3_region=env.get(PREFIX + "S3_REGION") or None,
+            s3_access_key=_read_secret(env, "S3_ACCESS_KEY"),
+            s3_secret_key=_read_secret(env, "S3_SECRET_KEY"),
+            invoker=env.get(PREFIX + "INVOKER", base.invoker),
+            render_tile_url=env.get(PREFIX + "RENDER_TILE_URL") or None,
+            assemble_url=env.get(PREFIX + "ASSEMBLE_URL") or None,
+            nats_url=env.get(PREFIX + "NATS_URL", base.nats_url),
+            nats_stream=env.get(PREFIX + "NATS_STREAM", base.nats_stream),
+            workers=_int(env, "WORKERS", base.workers),
+            http_concurrency=_int(env, "HTTP_CONCURRENCY", base.http_concurrency),
+            http_timeout=float(env.get(PREFIX + "HTTP_TIMEOUT", base.http_timeout)),
+            http_retries=_int(env, "HTTP_RETRIES", base.http_retries),
+            max_deliveries=_int(env, "MAX_DELIVERIES", base.max_deliveries),
+            url_expiry=_int(env, "URL_EXPIRY", base.url_expiry),
+            auth_token=_read_secret(env, "AUTH_TOKEN"),
+            public_url=env.get(PREFIX + "PUBLIC_URL") or None,
+        )
+
+    def with_(self, **changes) -> "Settings":
+        return replace(self, **changes)

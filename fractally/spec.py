@@ -1,0 +1,272 @@
+"""The render spec: one validated, immutable description of a picture (API.md).
+
+Validation lives here and only here. ``parse_spec`` accepts the JSON body of a
+request (or CLI options, or query parameters after ``spec_from_query``) and
+either returns a ``RenderSpec`` or raises ``SpecError`` naming the field and
+what is allowed. Nothing is queued or written before this succeeds.
+
+The normalized form (``RenderSpec.normalized()``) fills defaults, turns every
+number into its canonical type and drops fields the picture does not depend on
+(``c`` for mandelbrot, ``colormap`` for msgpack), so its hash is stable under key
+order, ``1`` vs ``1.0`` and omitted defaults: the basis of job ids and cache keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from fractally.errors import SpecError
+
+# --- Limits: explicit, documented in the README, enforced before any work. ---
+MAX_SIDE = 65_536  # width or height, pixels
+MAX_JOB_PIXELS = 32_768 * 32_768  # one gigapixel per job
+MAX_MSGPACK_PIXELS = (2**32 - 1) // 4  # one msgpack bin holds < 4 GiB of uint32 counts
+MAX_SYNC_PIXELS = 2_097_152  # GET /v1/render.png: e.g. 1920x1080 or 1448x1448
+MAX_SYNC_WORK = 2_097_152 * 1_000  # pixels * max_iter for a synchronous render
+MAX_ITER = 100_000
+MIN_TILE, MAX_TILE = 16, 4_096
+MAX_TILES = 262_144  # tiles per job
+MAX_COORD = 1e6  # |center|, |c| components and scale
+MAX_ESCAPE_RADIUS = 1e100
+#: Pixel spacing must be this many float64 ulps of the largest coordinate, or
+#: neighbouring pixels would share a value: the zoom is beyond float64.
+MIN_SPACING_ULPS = 8
+
+FRACTALS = ("julia", "mandelbrot")
+FORMATS = ("png", "msgpack")
+
+DEFAULTS: dict[str, Any] = {
+    "fractal": "julia",
+    "center": (0.0, 0.0),
+    "scale": 3.2,
+    "width": 1024,
+    "height": 768,
+    "max_iter": 256,
+    "escape_radius": 2.0,
+    "tile_size": 256,
+    "format": "png",
+    "colormap": None,  # filled with colour.DEFAULT_COLORMAP
+}
+FIELDS = ("fractal", "c", *[k for k in DEFAULTS if k != "fractal"])
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """A valid picture. Build it with ``parse_spec``; never by hand in request paths."""
+
+    fractal: str
+    c: tuple[float, float] | None
+    center: tuple[float, float]
+    scale: float
+    width: int
+    height: int
+    max_iter: int
+    escape_radius: float
+    tile_size: int
+    format: str
+    colormap: str | None
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def julia(self) -> bool:
+        return self.fractal == "julia"
+
+    def normalized(self) -> dict[str, Any]:
+        """Canonical JSON-able form: what ``parse_spec`` of it returns is this spec again."""
+        out: dict[str, Any] = {
+            "fractal": self.fractal,
+            "center": list(self.center),
+            "scale": self.scale,
+            "width": self.width,
+            "height": self.height,
+            "max_iter": self.max_iter,
+            "escape_radius": self.escape_radius,
+            "tile_size": self.tile_size,
+            "format": self.format,
+        }
+        if self.c is not None:
+            out["c"] = list(self.c)
+        if self.colormap is not None:
+            out["colormap"] = self.colormap
+        return out
+
+    def content_hash(self) -> str:
+        """Hash of everything the result depends on: the job id."""
+        return _hash(self.normalized())
+
+    def pixels_hash(self) -> str:
+        """Hash of what the tiles' counts depend on: shared by PNG and msgpack jobs of one picture."""
+        norm = self.normalized()
+        for key in ("format", "colormap"):
+            norm.pop(key, None)
+        return _hash(norm)
+
+
+def _hash(obj: Mapping[str, Any]) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+# --- field parsers: each raises SpecError(message, field) ---
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{field} must be a number, got {_describe(value)}", field)
+    number = float(value)
+    if not math.isfinite(number):
+        raise SpecError(f"{field} must be a finite number, got {value!r}", field)
+    return number
+
+
+def _integer(value: Any, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(f"{field} must be a whole number, got {_describe(value)}", field)
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise SpecError(f"{field} must be a whole number, got {value!r}", field)
+    number = int(value)
+    if not low <= number <= high:
+        raise SpecError(f"{field} must be between {low} and {high}, got {number}", field)
+    return number
+
+
+def _pair(value: Any, field: str) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SpecError(f"{field} must be a pair of numbers [re, im], got {_describe(value)}", field)
+    pair = (_number(value[0], field), _number(value[1], field))
+    if max(abs(pair[0]), abs(pair[1])) > MAX_COORD:
+        raise SpecError(f"{field} components must be within ±{MAX_COORD:g}", field)
+    return (pair[0] + 0.0, pair[1] + 0.0)  # -0.0 -> 0.0: one hash per picture
+
+
+def _choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise SpecError(f"{field} must be one of {', '.join(allowed)}; got {_describe(value)}", field)
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:40] + "…"
+        return f"the text {shown!r}"
+    if isinstance(value, (list, tuple)):
+        return f"a list of {len(value)}"
+    if isinstance(value, dict):
+        return "an object"
+    return repr(value)[:40]
+
+
+def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
+    """Validate a spec mapping. ``sync`` applies the tighter limits of synchronous renders."""
+    from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+
+    if not isinstance(data, Mapping):
+        raise SpecError(f"the render spec must be a JSON object, got {_describe(data)}", None)
+    unknown = sorted(str(k) for k in data if k not in FIELDS)
+    if unknown:
+        raise SpecError(
+            f"unknown field {unknown[0]!r}; the spec's fields are {', '.join(FIELDS)}", unknown[0][:64]
+        )
+    get = lambda key: data[key] if data.get(key) is not None else DEFAULTS[key]  # noqa: E731
+
+    fractal = _choice(get("fractal"), "fractal", FRACTALS)
+    c = None
+    if fractal == "julia":
+        if data.get("c") is None:
+            raise SpecError("c is required for a julia set: give it as [re, im], e.g. [-0.8, 0.156]", "c")
+        c = _pair(data["c"], "c")
+    center = _pair(get("center"), "center")
+    scale = _number(get("scale"), "scale")
+    if not 0 < scale <= MAX_COORD:
+        raise SpecError(f"scale must be greater than 0 and at most {MAX_COORD:g}, got {scale!r}", "scale")
+    width = _integer(get("width"), "width", 1, MAX_SIDE)
+    height = _integer(get("height"), "height", 1, MAX_SIDE)
+    pixel_cap = MAX_SYNC_PIXELS if sync else MAX_JOB_PIXELS
+    if width * height > pixel_cap:
+        kind = "a synchronous render (use POST /v1/renders for bigger images)" if sync else "one job"
+        raise SpecError(
+            f"width × height is {width * height} pixels; at most {pixel_cap} are allowed for {kind}", "width"
+        )
+    max_iter = _integer(get("max_iter"), "max_iter", 1, MAX_ITER)
+    if sync and width * height * max_iter > MAX_SYNC_WORK:
+        raise SpecError(
+            f"width × height × max_iter must be at most {MAX_SYNC_WORK} for a synchronous render; "
+            "lower max_iter or submit a job with POST /v1/renders",
+            "max_iter",
+        )
+    escape_radius = _number(get("escape_radius"), "escape_radius")
+    if not 2 <= escape_radius <= MAX_ESCAPE_RADIUS:
+        raise SpecError(f"escape_radius must be between 2 and {MAX_ESCAPE_RADIUS:g}, got {escape_radius!r}",
+                        "escape_radius")
+    tile_size = _integer(get("tile_size"), "tile_size", MIN_TILE, MAX_TILE)
+    tiles = math.ceil(width / tile_size) * math.ceil(height / tile_size)
+    if tiles > MAX_TILES:
+        raise SpecError(f"this image would need {tiles} tiles of {tile_size} px; at most {MAX_TILES} are "
+                        "allowed: raise tile_size", "tile_size")
+    spacing = scale / width
+    largest = max(1.0, abs(center[0]) + scale, abs(center[1]) + scale * height / width)
+    if spacing < MIN_SPACING_ULPS * math.ulp(largest):
+        raise SpecError("scale is too small for float64 at this centre: neighbouring pixels would coincide; "
+                        f"use a scale of at least {MIN_SPACING_ULPS * math.ulp(largest) * width:.3g}", "scale")
+    fmt = _choice(get("format"), "format", FORMATS)
+    if fmt == "msgpack" and width * height > MAX_MSGPACK_PIXELS:
+        raise SpecError(f"a msgpack result holds at most {MAX_MSGPACK_PIXELS} pixels (msgpack's 4 GiB binary "
+                        "limit); use format png or a smaller image", "format")
+    colormap = None
+    if fmt == "png":
+        colormap = _choice(data.get("colormap") or DEFAULT_COLORMAP, "colormap", tuple(COLORMAPS))
+    elif data.get("colormap") is not None:
+        _choice(data["colormap"], "colormap", tuple(COLORMAPS))  # still reject nonsense
+    return RenderSpec(fractal, c, center, scale, width, height, max_iter, escape_radius, tile_size, fmt, colormap)
+
+
+def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """Turn query parameters (``c=re,im``, ``center=x,y``, other fields by name) into a spec mapping.
+
+    Only the text-to-number step happens here; ranges are checked by ``parse_spec``.
+    """
+    spec: dict[str, Any] = {}
+    for key, raw in params.items():
+        if key not in FIELDS:
+            raise SpecError(f"unknown parameter {key[:64]!r}; the spec's fields are {', '.join(FIELDS)}", key[:64])
+        if len(raw) > 256:
+            raise SpecError(f"{key} is too long", key)
+        if key in ("c", "center"):
+            parts = raw.split(",")
+            if len(parts) != 2:
+                raise SpecError(f"{key} must be two numbers separated by a comma, e.g. {key}=-0.8,0.156", key)
+            spec[key] = [_parse_float(p, key) for p in parts]
+        elif key in ("fractal", "format", "colormap"):
+            spec[key] = raw
+        elif key in ("width", "height", "max_iter", "tile_size"):
+            spec[key] = _parse_int(raw, key)
+        else:
+            spec[key] = _parse_float(raw, key)
+    return spec
+
+
+def _parse_float(text: str, field: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise SpecError(f"{field} must be a number, got {text[:40]!r}", field) from None
+    if not math.isfinite(value):
+        raise SpecError(f"{field} must be a finite number, got {text[:40]!r}", field)
+    return value
+
+
+def _parse_int(text: str, field: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise SpecError(f"{field} must be a whole number, got {text[:40]!r}", field) from None

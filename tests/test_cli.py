@@ -1,0 +1,56 @@
+"""`fractally render`: the command line of API.md."""
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from fractally.cli import main
+from fractally.codec import decode_msgpack
+from fractally.kernel import render_window
+from fractally.spec import parse_spec
+
+
+def test_render_msgpack_matches_the_kernel(tmp_path):
+    out = tmp_path / "j.msgpack"
+    assert main(["render", "--c=-0.8,0.156", "--width", "97", "--height", "61", "--max-iter", "200",
+                 "--tile-size", "16", "-q", "-o", str(out)]) == 0
+    result = decode_msgpack(out.read_bytes())
+    spec = parse_spec({"c": [-0.8, 0.156], "width": 97, "height": 61, "max_iter": 200, "tile_size": 16,
+                       "format": "msgpack"})
+    counts, smooth = render_window(spec, 0, 0, 61, 97)
+    assert np.array_equal(result.counts, counts)
+    assert np.array_equal(result.smooth, smooth)
+    assert result.spec == spec.normalized()
+
+
+def test_render_png_by_suffix(tmp_path):
+    out = tmp_path / "m.png"
+    assert main(["render", "--fractal", "mandelbrot", "--center=-0.5,0", "--width", "120", "--height", "80",
+                 "--colormap", "fire", "-q", "-o", str(out)]) == 0
+    image = Image.open(out)
+    assert image.size == (120, 80) and image.mode == "RGB"
+    assert len(np.unique(np.asarray(image).reshape(-1, 3), axis=0)) > 20  # a picture, not a flat fill
+
+
+def test_unknown_suffix_is_an_error_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "x.jpg"
+    assert main(["render", "-q", "-o", str(out)]) == 2
+    assert "png or .msgpack" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_spec_option_names_the_field(tmp_path, capsys):
+    assert main(["render", "--max-iter", "0", "-q", "-o", str(tmp_path / "a.png")]) == 2
+    assert "max_iter" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_is_shown_on_stderr(tmp_path):
+    out = tmp_path / "p.png"
+    proc = subprocess.run([sys.executable, "-m", "fractally.cli", "render", "--width", "64", "--height", "64",
+                           "--tile-size", "16", "-o", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "16/16" in proc.stderr and "tile" in proc.stderr
+    assert proc.stdout.strip() == str(out)

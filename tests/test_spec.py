@@ -1,0 +1,123 @@
+"""The render spec: defaults, limits, clear errors, a stable hash."""
+
+import math
+
+import pytest
+
+from fractally import spec as specmod
+from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+from fractally.errors import SpecError
+from fractally.spec import parse_spec, spec_from_query
+
+JULIA = {"c": [-0.8, 0.156]}
+
+
+def test_defaults_come_from_api_md():
+    s = parse_spec(JULIA)
+    assert (s.fractal, s.center, s.scale, s.width, s.height) == ("julia", (0.0, 0.0), 3.2, 1024, 768)
+    assert (s.max_iter, s.escape_radius, s.tile_size, s.format) == (256, 2.0, 256, "png")
+    assert s.colormap == DEFAULT_COLORMAP
+
+
+def test_hash_ignores_key_order_int_vs_float_and_omitted_defaults():
+    a = parse_spec({"c": [-0.8, 0.156], "width": 1024, "scale": 3.2})
+    b = parse_spec({"scale": 3.2, "width": 1024.0, "center": [0, 0], "c": [-0.8, 0.156], "max_iter": 256,
+                    "fractal": "julia", "escape_radius": 2, "format": "png", "colormap": DEFAULT_COLORMAP})
+    assert a.content_hash() == b.content_hash()
+
+
+def test_hash_changes_with_the_picture():
+    a = parse_spec(JULIA)
+    assert a.content_hash() != parse_spec({**JULIA, "max_iter": 257}).content_hash()
+    assert a.content_hash() != parse_spec({"c": [-0.8, 0.157]}).content_hash()
+
+
+def test_pixels_hash_is_shared_by_png_and_msgpack_of_one_picture():
+    png = parse_spec({**JULIA, "format": "png", "colormap": COLORMAPS[-1]})
+    mp = parse_spec({**JULIA, "format": "msgpack"})
+    assert png.pixels_hash() == mp.pixels_hash()
+    assert png.content_hash() != mp.content_hash()
+
+
+def test_mandelbrot_ignores_c():
+    assert parse_spec({"fractal": "mandelbrot", "c": [1, 1]}).content_hash() == \
+        parse_spec({"fractal": "mandelbrot"}).content_hash()
+
+
+def test_normalized_form_parses_back_to_the_same_spec():
+    s = parse_spec({**JULIA, "width": 640, "height": 480, "colormap": COLORMAPS[0]})
+    assert parse_spec(s.normalized()) == s
+
+
+@pytest.mark.parametrize("body,field", [
+    ({}, "c"),
+    ({"c": [0, math.nan]}, "c"),
+    ({"c": [0, math.inf]}, "c"),
+    ({"c": [True, 0]}, "c"),
+    ({"c": "0,0"}, "c"),
+    ({"c": [0, 0, 0]}, "c"),
+    ({**JULIA, "width": 0}, "width"),
+    ({**JULIA, "width": -5}, "width"),
+    ({**JULIA, "width": 10.5}, "width"),
+    ({**JULIA, "width": True}, "width"),
+    ({**JULIA, "width": "100"}, "width"),
+    ({**JULIA, "width": 10**12}, "width"),
+    ({**JULIA, "width": 65536, "height": 65536}, "width"),
+    ({**JULIA, "max_iter": 0}, "max_iter"),
+    ({**JULIA, "max_iter": 10**9}, "max_iter"),
+    ({**JULIA, "max_iter": math.nan}, "max_iter"),
+    ({**JULIA, "scale": 0}, "scale"),
+    ({**JULIA, "scale": -1}, "scale"),
+    ({**JULIA, "scale": math.inf}, "scale"),
+    ({**JULIA, "scale": 1e-300}, "scale"),
+    ({**JULIA, "escape_radius": 1.5}, "escape_radius"),
+    ({**JULIA, "tile_size": 8}, "tile_size"),
+    ({**JULIA, "tile_size": 100000}, "tile_size"),
+    ({**JULIA, "width": 65536, "height": 16384, "tile_size": 16}, "tile_size"),
+    ({**JULIA, "format": "jpeg"}, "format"),
+    ({**JULIA, "format": "msgpack", "width": 32768, "height": 32768}, "format"),
+    ({**JULIA, "colormap": "no-such-map"}, "colormap"),
+    ({**JULIA, "fractal": "burning-ship"}, "fractal"),
+    ({**JULIA, "center": [1e9, 0]}, "center"),
+    ({**JULIA, "bogus": 1}, "bogus"),
+])
+def test_bad_fields_are_rejected_with_the_field_named(body, field):
+    with pytest.raises(SpecError) as err:
+        parse_spec(body)
+    assert err.value.field == field
+    assert err.value.status == 422
+    assert len(err.value.message) > 10
+
+
+@pytest.mark.parametrize("body", [None, [], "x", 3])
+def test_non_object_spec_is_rejected(body):
+    with pytest.raises(SpecError):
+        parse_spec(body)
+
+
+def test_sync_limits_are_tighter_than_job_limits():
+    big = {**JULIA, "width": 4096, "height": 4096}
+    parse_spec(big)
+    with pytest.raises(SpecError) as err:
+        parse_spec(big, sync=True)
+    assert err.value.field == "width"
+    with pytest.raises(SpecError) as err:
+        parse_spec({**JULIA, "width": 1024, "height": 1024, "max_iter": specmod.MAX_ITER}, sync=True)
+    assert err.value.field == "max_iter"
+
+
+def test_query_parameters_become_a_spec():
+    s = parse_spec(spec_from_query({"c": "-0.8,0.156", "center": "0.1,-0.2", "width": "64", "height": "48",
+                                    "max_iter": "100", "scale": "2.5", "format": "msgpack"}))
+    assert s.c == (-0.8, 0.156) and s.center == (0.1, -0.2) and s.scale == 2.5
+    assert (s.width, s.height, s.max_iter, s.format) == (64, 48, 100, "msgpack")
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"c": "1"}, "c"), ({"c": "a,b"}, "c"), ({"width": "1e3x"}, "width"), ({"scale": "nan"}, "scale"),
+    ({"zoom": "3"}, "zoom"), ({"c": "0," + "1" * 300}, "c"),
+])
+def test_bad_query_parameters_name_the_field(params, field):
+    with pytest.raises(SpecError) as err:
+        spec_from_query(params)
+    assert err.value.field == field
