@@ -43,6 +43,7 @@ class Settings:
     store_url: str = "./data"
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    s3_public_endpoint: str | None = None
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
     invoker: str = "inprocess"  # inprocess | http | queue
@@ -67,6 +68,7 @@ class Settings:
             store_url=env.get(PREFIX + "STORE_URL", base.store_url),
             s3_endpoint=env.get(PREFIX + "S3_ENDPOINT") or None,
             s3_region=env.get(PREFIX + "S3_REGION") or None,
+            s3_public_endpoint=env.get(PREFIX + "S3_PUBLIC_ENDPOINT") or None,
             s3_access_key=_read_secret(env, "S3_ACCESS_KEY"),
             s3_secret_key=_read_secret(env, "S3_SECRET_KEY"),
             invoker=env.get(PREFIX + "INVOKER", base.invoker),

@@ -1,0 +1,73 @@
+"""The api's core: submit, status, result and synchronous renders, over a store and an invoker.
+
+Free of any web framework (TiTiler's core/application split): the Flask app in
+``functions/api`` only turns HTTP into these calls and their answers into JSON.
+"""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from fractally import jobs
+from fractally.compose import CONTENT_TYPES, render_bands, write_image
+from fractally.config import Settings
+from fractally.invoke import Invoker, make_invoker
+from fractally.spec import RenderSpec
+from fractally.store import ObjectStore, open_store
+
+
+def store_from_settings(settings: Settings) -> ObjectStore:
+    return open_store(settings.store_url, endpoint_url=settings.s3_endpoint, region=settings.s3_region,
+                      access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                      public_endpoint_url=settings.s3_public_endpoint)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    store: ObjectStore
+    invoker: Invoker
+    sync_pool: ThreadPoolExecutor
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Service":
+        store = store_from_settings(settings)
+        return cls(settings, store, make_invoker(settings, store),
+                   ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="sync-render"))
+
+    def submit(self, spec: RenderSpec) -> tuple[jobs.Status, bool]:
+        """Create the job (or find the identical one) and make sure its work is under way.
+
+        Resubmitting a failed job retries it; resubmitting one that no invoker runs
+        (say, after a restart) sends only its missing tiles.
+        """
+        job, created = jobs.create(self.store, spec)
+        current = jobs.status(self.store, job.id)
+        if current.status == "done":
+            return current, created
+        if current.status == "failed":
+            jobs.clear_failed(self.store, job.id)
+        if not self.invoker.is_active(job.id):
+            self.invoker.dispatch(job, jobs.missing_tiles(self.store, job))
+        return jobs.status(self.store, job.id), created
+
+    def status(self, job_id: str) -> jobs.Status:
+        return jobs.status(self.store, job_id)
+
+    def result_url(self, job: jobs.Job) -> str:
+        return self.store.url(job.result_key, self.settings.url_expiry)
+
+    def result_bytes(self, job: jobs.Job) -> bytes:
+        return self.store.get(job.result_key)
+
+    def render_sync(self, spec: RenderSpec) -> tuple[bytes, str]:
+        """A small image rendered now, on the sync pool (the caller's thread only waits)."""
+        out = io.BytesIO()
+        write_image(spec, render_bands(spec, self.sync_pool), out)
+        return out.getvalue(), CONTENT_TYPES[spec.format]
+
+    def close(self) -> None:
+        self.invoker.close()
+        self.sync_pool.shutdown(wait=False, cancel_futures=True)
