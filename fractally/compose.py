@@ -21,13 +21,14 @@ from fractally.colour import colourize
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
 
-Band = tuple[np.ndarray, np.ndarray]  # (counts uint32, smooth float32), rows × full width
+Part = tuple[np.ndarray, np.ndarray]  # (counts uint32, smooth float32) of one tile
+Band = list[Part]  # the tiles of one tile row, left to right
 
 CONTENT_TYPES = {"png": "image/png", "msgpack": "application/msgpack"}
 
 
-def join_band(parts: list[Band]) -> Band:
-    """Tiles of one band, left to right, side by side."""
+def join_band(parts: Band) -> Part:
+    """Tiles of one band, side by side: counts and smooth values of full-width rows."""
     return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
 
 
@@ -41,7 +42,7 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
     rows, _ = grid(spec)
 
     def submit(r: int) -> list[Future]:
-        def work(t: Tile) -> Band:
+        def work(t: Tile) -> Part:
             result = render_tile_arrays(spec, t)
             if on_tile is not None:
                 on_tile(t)
@@ -52,17 +53,18 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
     for r in range(rows):
         if r + lookahead < rows:
             queue.append(submit(r + lookahead))
-        yield join_band([f.result() for f in queue.popleft()])
+        yield [f.result() for f in queue.popleft()]
 
 
 def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO) -> None:
     """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or API.md's msgpack)."""
     if spec.format == "msgpack":
-        write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, bands, spec=spec.normalized())
+        rows = (join_band(b) for b in bands)
+        write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, rows, spec=spec.normalized())
         return
     writer = PngStreamWriter(out, spec.width, spec.height)
-    for counts, smooth in bands:
-        writer.write_rows(colourize(counts, smooth, spec.max_iter, spec.colormap))
+    for parts in bands:  # colour tile by tile: RGB (3 bytes a pixel) is all that is joined
+        writer.write_rows(np.hstack([colourize(c, s, spec.max_iter, spec.colormap) for c, s in parts]))
     writer.close()
 
 

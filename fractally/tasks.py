@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from fractally import jobs
 from fractally.codec import decode_tile, encode_tile
-from fractally.compose import CONTENT_TYPES, Band, join_band, write_image
+from fractally.compose import CONTENT_TYPES, Band, write_image
 from fractally.errors import BadRequest, KeyNotFound, SpecError
 from fractally.spec import parse_spec
 from fractally.store import ObjectStore
@@ -71,7 +71,7 @@ def _bands(store: ObjectStore, job: jobs.Job) -> Iterator[Band]:
         for t in band(job.spec, r):
             decoded = decode_tile(store.get(jobs.tile_key(job.pixels_hash, t.index)))
             parts.append((decoded.counts, decoded.smooth))
-        yield join_band(parts)
+        yield parts
 
 
 def _claim(store: ObjectStore, job_id: str) -> bool:

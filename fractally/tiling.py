@@ -13,7 +13,6 @@ from typing import Iterator
 
 import numpy as np
 
-from fractally.kernel import render_window
 from fractally.spec import RenderSpec
 
 
@@ -61,4 +60,6 @@ def band(spec: RenderSpec, row: int) -> list[Tile]:
 
 def render_tile_arrays(spec: RenderSpec, t: Tile) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values of one tile."""
+    from fractally.kernel import render_window  # numba loads only where tiles are rendered, not in assemble
+
     return render_window(spec, t.y0, t.x0, t.height, t.width)

@@ -1,0 +1,82 @@
+"""What the benchmark scripts share: starting the embedded service, timing, job polling."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def embedded_service(store_dir: str | Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """``fractally serve`` on a free loopback port; yields its base URL and stops it afterwards."""
+    port = free_port()
+    env = {**os.environ, "FRACTALLY_STORE_URL": str(store_dir), **(extra_env or {})}
+    proc = subprocess.Popen([sys.executable, "-m", "fractally.cli", "serve", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def wait_healthy(base: str, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{base} did not become healthy in {timeout} s")
+
+
+def run_job(base: str, spec: dict, poll: float = 0.02, timeout: float = 900.0) -> dict:
+    """Submit ``spec`` and poll until it is done; returns the final status."""
+    resp = requests.post(base + "/v1/renders", json=spec, timeout=30)
+    resp.raise_for_status()
+    job_id = resp.json()["id"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = requests.get(f"{base}/v1/renders/{job_id}", timeout=30).json()
+        if status["status"] in ("done", "failed"):
+            if status["status"] == "failed":
+                raise RuntimeError(f"job failed: {status.get('error')}")
+            return status
+        time.sleep(poll)
+    raise TimeoutError(f"job {job_id} not done after {timeout} s")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]

@@ -1,0 +1,68 @@
+"""The whole stack vs the bare kernel: what the service costs on top of the pixels.
+
+A 4096x4096, max_iter 500 job through the embedded service (HTTP submit →
+in-process fan-out → tiles in the local store → assemble → PNG result, polled
+over HTTP until done) against the bare kernel rendering the same tiles in one
+process on the same cores (a thread pool of one thread per core, no encoding,
+no store). Interleaved, median of --repeat runs; each service run uses a fresh
+store so nothing is served from cache.
+
+    .venv/bin/python bench/e2e.py [--size 4096] [--max-iter 500] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import embedded_service, median, run_job
+
+from fractally.compose import render_bands
+from fractally.spec import parse_spec
+
+
+def bare_kernel(spec_dict: dict, workers: int) -> float:
+    spec = parse_spec(spec_dict)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in render_bands(spec, pool):
+            pass
+    return time.perf_counter() - t0
+
+
+def service_run(spec_dict: dict) -> float:
+    with tempfile.TemporaryDirectory(prefix="fractally-e2e-") as store, embedded_service(store) as base:
+        run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
+        t0 = time.perf_counter()
+        run_job(base, spec_dict)
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--max-iter", type=int, default=500)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--format", default="png", choices=["png", "msgpack"])
+    args = ap.parse_args()
+    workers = os.cpu_count() or 1
+    spec = {"c": [-0.8, 0.156], "width": args.size, "height": args.size, "max_iter": args.max_iter,
+            "format": args.format}
+    bare_kernel({**spec, "width": 64, "height": 64}, workers)  # compile
+    bare, stack = [], []
+    for _ in range(args.repeat):
+        bare.append(bare_kernel(spec, workers))
+        stack.append(service_run(spec))
+    b, s = median(bare), median(stack)
+    print(f"{args.size}x{args.size} julia, max_iter {args.max_iter}, {args.format}, {workers} cores, "
+          f"median of {args.repeat}")
+    print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in bare)}")
+    print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in stack)}")
+    print(f"ratio service / bare kernel: {s / b:.3f}x")
+
+
+if __name__ == "__main__":
+    main()
