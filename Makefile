@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install run demo test test-nojit bench clean
+.PHONY: install run stack demo test test-nojit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,15 +16,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Renders a demo image with the CLI and prints its path.
-run: demo
+# The embedded service on 127.0.0.1:$(PORT): one process, local-folder store under ./data.
+run: install
+	$(VENV)/bin/fractally serve --host 127.0.0.1 --port $(PORT)
 
+# The cluster's topology on one machine: api, render_tile, assemble and an S3 server as processes.
+stack: install
+	$(VENV)/bin/fractally stack --port $(PORT)
+
+# One render with the CLI, all cores, progress bar; prints the file's path.
 demo: install
 	$(VENV)/bin/fractally render --c=-0.8,0.156 --width 3840 --height 2160 --max-iter 1000 -o out/julia.png
 
 # The whole suite, then the kernels' Python source once more with the JIT off.
 test: install
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
 
 test-nojit: install

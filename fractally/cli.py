@@ -75,6 +75,54 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    """The multi-process mode; fractally/stack.py does the supervising."""
+    from fractally.stack import Stack, run_stack
+
+    if args.render_workers < 0:
+        raise FractallyError("--render-workers must be at least 1 (0: one per core)", "render_workers")
+    return run_stack(Stack(port=args.port, render_workers=args.render_workers or None, store_url=args.store_url))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The embedded service (API.md): the api, render_tile and assemble in one gunicorn process."""
+    try:
+        from functions.api.server import serve
+    except ModuleNotFoundError as err:
+        # Run from a source checkout: functions/ sits next to this package but is not installed.
+        root = Path(__file__).resolve().parents[1]
+        if err.name not in ("functions", "functions.api") or not (root / "functions" / "api" / "server.py").is_file():
+            raise
+        sys.path.insert(0, str(root))
+        from functions.api.server import serve
+    if args.workers_threads < 1:
+        raise FractallyError("--workers-threads must be at least 1", "workers_threads")
+    return serve(args.host, args.port, args.workers_threads)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """The queue consumer (fractally/queue.py): render tile tasks from NATS JetStream until SIGTERM."""
+    from fractally.config import Settings
+    from fractally.queue import run_worker
+
+    settings = Settings.from_env()
+    health = (args.health_host, args.health_port) if args.health_port else None
+    return run_worker(settings, args.concurrency or settings.workers, health)
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Apply k8s/ with the kubernetes client and wait for the Knative Services (fractally/deploy.py)."""
+    from fractally.deploy import deploy
+
+    return deploy(args.manifests, context=args.context, timeout=args.timeout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from fractally.deploy import status
+
+    return status(args.manifests, context=args.context)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fractally", description="Julia and Mandelbrot sets, rendered.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +133,34 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--workers", type=int, default=0, help="threads (default: all cores)")
     render.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     render.set_defaults(func=cmd_render)
+
+    serve = sub.add_parser("serve", help="run the embedded service (api + workers, local-folder store)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default: 8080; 0 picks a free one)")
+    serve.add_argument("--workers-threads", type=int, default=32, metavar="N",
+                       help="request threads of the one gunicorn worker (default: 32)")
+    serve.set_defaults(func=cmd_serve)
+
+    stack = sub.add_parser("stack", help="every function as its own server on loopback ports, with an S3 test server")
+    stack.add_argument("--port", type=int, default=8080, help="the api's port (default 8080)")
+    stack.add_argument("--render-workers", type=int, default=0, help="render_tile worker processes (default: one per core)")
+    stack.add_argument("--store-url", help="use this store instead of a local S3 test server (S3 settings: FRACTALLY_S3_*)")
+    stack.set_defaults(func=cmd_stack)
+
+    worker = sub.add_parser("worker", help="consume tile tasks from NATS JetStream (FRACTALLY_INVOKER=queue)")
+    worker.add_argument("--concurrency", type=int, default=0, help="tasks at once (default: FRACTALLY_WORKERS)")
+    worker.add_argument("--health-port", type=int, default=0, help="serve GET /healthz on this port (default: off)")
+    worker.add_argument("--health-host", default="0.0.0.0", help="address for --health-port (default: 0.0.0.0)")
+    worker.set_defaults(func=cmd_worker)
+
+    for name, func, text in (("deploy", cmd_deploy, "apply k8s/ to the current cluster and wait until it is ready"),
+                             ("status", cmd_status, "show the readiness and URL of each Knative Service")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--manifests", default="k8s", help="the kustomization folder (default: k8s)")
+        cmd.add_argument("--context", help="kubeconfig context (default: the current one)")
+        if name == "deploy":
+            cmd.add_argument("--timeout", type=float, default=600, help="seconds to wait for readiness (default 600)")
+        cmd.set_defaults(func=func)
     return parser
 
 

@@ -51,6 +51,8 @@ class Settings:
     assemble_url: str | None = None
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "FRACTALLY"
+    nats_subject: str = "fractally"  # tile tasks: <subject>.tiles.<job>, assembly: <subject>.assemble.<job>
+    nats_ack_wait: float = 60.0  # seconds a worker may stay silent before its task is redelivered
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     http_concurrency: int = 8
     http_timeout: float = 300.0
@@ -76,6 +78,8 @@ class Settings:
             assemble_url=env.get(PREFIX + "ASSEMBLE_URL") or None,
             nats_url=env.get(PREFIX + "NATS_URL", base.nats_url),
             nats_stream=env.get(PREFIX + "NATS_STREAM", base.nats_stream),
+            nats_subject=env.get(PREFIX + "NATS_SUBJECT", base.nats_subject),
+            nats_ack_wait=float(env.get(PREFIX + "NATS_ACK_WAIT", base.nats_ack_wait)),
             workers=_int(env, "WORKERS", base.workers),
             http_concurrency=_int(env, "HTTP_CONCURRENCY", base.http_concurrency),
             http_timeout=float(env.get(PREFIX + "HTTP_TIMEOUT", base.http_timeout)),

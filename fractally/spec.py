@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -119,7 +120,10 @@ def _hash(obj: Mapping[str, Any]) -> str:
 def _number(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"{field} must be a number, got {_describe(value)}", field)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer with hundreds of digits
+        raise SpecError(f"{field} is far too large", field) from None
     if not math.isfinite(number):
         raise SpecError(f"{field} must be a finite number, got {value!r}", field)
     return number
@@ -224,7 +228,8 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
                         "limit); use format png or a smaller image", "format")
     colormap = None
     if fmt == "png":
-        colormap = _choice(data.get("colormap") or DEFAULT_COLORMAP, "colormap", tuple(COLORMAPS))
+        given = data.get("colormap")
+        colormap = _choice(DEFAULT_COLORMAP if given is None else given, "colormap", tuple(COLORMAPS))
     elif data.get("colormap") is not None:
         _choice(data["colormap"], "colormap", tuple(COLORMAPS))  # still reject nonsense
     return RenderSpec(fractal, c, center, scale, width, height, max_iter, escape_radius, tile_size, fmt, colormap)
@@ -255,8 +260,15 @@ def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
     return spec
 
 
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_WHOLE = re.compile(r"[+-]?\d+")
+
+
 def _parse_float(text: str, field: str) -> float:
+    """A plain decimal number: no underscores, no 'nan'/'inf', no hex."""
     try:
+        if not _DECIMAL.fullmatch(text.strip()):
+            raise ValueError
         value = float(text.strip())
     except ValueError:
         raise SpecError(f"{field} must be a number, got {text[:40]!r}", field) from None
@@ -267,6 +279,8 @@ def _parse_float(text: str, field: str) -> float:
 
 def _parse_int(text: str, field: str) -> int:
     try:
+        if not _WHOLE.fullmatch(text.strip()) or len(text.strip()) > 20:
+            raise ValueError
         return int(text.strip())
     except ValueError:
         raise SpecError(f"{field} must be a whole number, got {text[:40]!r}", field) from None

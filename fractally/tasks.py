@@ -112,6 +112,6 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False) -> dict[st
         written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
     finally:
         os.unlink(tmp)
-    store.delete(jobs.claim_key(job_id))
+        store.delete(jobs.claim_key(job_id))  # also on failure, so a retry can assemble at once
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
             "seconds": time.perf_counter() - started}

@@ -80,6 +80,9 @@ def test_normalized_form_parses_back_to_the_same_spec():
     ({**JULIA, "fractal": "burning-ship"}, "fractal"),
     ({**JULIA, "center": [1e9, 0]}, "center"),
     ({**JULIA, "bogus": 1}, "bogus"),
+    ({**JULIA, "scale": 10**400}, "scale"),
+    ({**JULIA, "colormap": ""}, "colormap"),
+    ({**JULIA, "colormap": False}, "colormap"),
 ])
 def test_bad_fields_are_rejected_with_the_field_named(body, field):
     with pytest.raises(SpecError) as err:
@@ -115,7 +118,8 @@ def test_query_parameters_become_a_spec():
 
 @pytest.mark.parametrize("params,field", [
     ({"c": "1"}, "c"), ({"c": "a,b"}, "c"), ({"width": "1e3x"}, "width"), ({"scale": "nan"}, "scale"),
-    ({"zoom": "3"}, "zoom"), ({"c": "0," + "1" * 300}, "c"),
+    ({"zoom": "3"}, "zoom"), ({"c": "0," + "1" * 300}, "c"), ({"width": "1_000"}, "width"),
+    ({"scale": "1_0.5"}, "scale"), ({"scale": "inf"}, "scale"), ({"max_iter": "0x10"}, "max_iter"),
 ])
 def test_bad_query_parameters_name_the_field(params, field):
     with pytest.raises(SpecError) as err:

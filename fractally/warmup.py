@@ -1,0 +1,83 @@
+"""Compile the numba kernels ahead of time, into numba's on-disk cache.
+
+A function image runs ``python -m fractally.warmup --verify`` at build time with
+``NUMBA_CACHE_DIR`` set: the first run compiles every kernel for both fractals (a
+tiny render of each) and writes the cache; ``--verify`` then renders again in a
+fresh process and fails unless every kernel was *loaded* from the cache, so an
+image cannot ship a cache that a cold start would miss. ``fractally worker``
+calls ``warm()`` before taking tasks, so no task pays for compilation.
+
+numba finds a cached kernel by the source file's directory (absolute path) and
+content, the Python version and the CPU (name and features, or ``NUMBA_CPU_NAME``
+/ ``NUMBA_CPU_FEATURES`` if set), so the package must be installed at the same
+path at build and at run time (a regular, non-editable install), and the
+image pins the CPU target (see the Dockerfiles). numba also insists on a
+*writable* cache directory even to read it, so images bake the cache into
+``/opt/numba-cache`` and copy it to ``/tmp`` at start (docs/OPERATIONS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+#: One small view of each fractal; the same compiled kernel serves every spec.
+WARM_SPECS = (
+    {"fractal": "julia", "c": [-0.8, 0.156], "width": 16, "height": 16, "max_iter": 32, "tile_size": 16},
+    {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0, "width": 16, "height": 16,
+     "max_iter": 32, "tile_size": 16},
+)
+
+
+def kernel_dispatchers() -> dict[str, Any]:
+    """Every numba-compiled function of ``fractally.kernel``, by name."""
+    from numba.core.registry import CPUDispatcher
+
+    from fractally import kernel
+
+    return {name: obj for name, obj in vars(kernel).items() if isinstance(obj, CPUDispatcher)}
+
+
+def warm() -> dict[str, Any]:
+    """Render one tiny tile of each fractal; report what numba loaded from its cache or compiled."""
+    from fractally.spec import parse_spec
+    from fractally.tiling import render_tile_arrays, tile
+
+    started = time.perf_counter()
+    for raw in WARM_SPECS:
+        spec = parse_spec(raw)
+        render_tile_arrays(spec, tile(spec, 0))
+    hits = misses = 0
+    for dispatcher in kernel_dispatchers().values():
+        hits += sum(dispatcher.stats.cache_hits.values())
+        misses += sum(dispatcher.stats.cache_misses.values())
+    return {"cache_dir": os.environ.get("NUMBA_CACHE_DIR"), "loaded": hits, "compiled": misses,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fractally.warmup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--verify", action="store_true",
+                        help="afterwards, render again in a fresh process and fail unless nothing was compiled")
+    args = parser.parse_args(argv)
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        print("warning: NUMBA_CACHE_DIR is not set; numba caches next to the sources", file=sys.stderr)
+    print(json.dumps(warm()))
+    if not args.verify:
+        return 0
+    out = subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True, text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps({"verify": report}))
+    if report["compiled"] or not report["loaded"]:
+        print("error: a fresh process compiled kernels instead of loading them from the cache", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""``fractally serve``: the embedded service (API.md) in one gunicorn process.
+
+One worker (so one in-process invoker and one view of which jobs are running) with many threads
+(gthread): request handling is I/O and waits, rendering happens on the service's own thread pools,
+so status polls are answered at once while every core renders (DESIGN.md principle 6). The app is
+built in the worker, after the fork, so no thread pool crosses a fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+from gunicorn.app.base import BaseApplication
+
+from fractally.config import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+DEFAULT_THREADS = 32
+GRACEFUL_TIMEOUT = 10  # seconds an in-flight request may take to finish after SIGTERM
+
+
+class EmbeddedServer(BaseApplication):
+    """gunicorn, configured in code: no config file, no command line of its own."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self.settings = settings
+        self.options = options
+        self.app: Flask | None = None
+        super().__init__(prog="fractally serve")
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> "Flask":
+        from functions.api.app import create_app
+
+        self.app = create_app(self.settings)
+        return self.app
+
+    def close_service(self) -> None:
+        """Cancel queued tiles on the way out, so a stopped server does not finish every job first."""
+        if self.app is not None:
+            self.app.extensions["fractally"].service.close()
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    url = f"http://{_bind(shown, port)}/"
+    return (
+        f"Fractal.ly is serving at {url}  (store: {settings.store_url}, invoker: {settings.invoker})\n"
+        "Try:\n"
+        f"  curl -s -X POST localhost:{port}/v1/renders -H 'content-type: application/json' "
+        "-d '{\"c\":[-0.8,0.156]}'\n"
+        f"  open {url} for the explorer, {url}openapi.json for the API; Ctrl-C stops the server.\n"
+    )
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THREADS,
+          settings: Settings | None = None) -> int:
+    """Run until SIGINT or SIGTERM; gunicorn's arbiter shuts the worker down and exits 0."""
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    server: EmbeddedServer
+
+    def when_ready(arbiter: Any) -> None:
+        bound = arbiter.LISTENERS[0].sock.getsockname()[1] if arbiter.LISTENERS else port
+        print(_banner(settings, host, bound), end="", flush=True)
+
+    options = {
+        "bind": [_bind(host, port)],
+        "workers": 1,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": GRACEFUL_TIMEOUT,
+        "control_socket_disable": True,  # gunicorn ≥ 25 would share one socket in $HOME between servers
+        "proc_name": "fractally",
+        "errorlog": "-",
+        "loglevel": "info",
+        "when_ready": when_ready,
+        "worker_exit": lambda arbiter, worker: server.close_service(),
+    }
+    server = EmbeddedServer(settings, options)
+    server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(serve())

