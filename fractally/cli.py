@@ -68,7 +68,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with tqdm(total=tile_count(spec), unit="tile", disable=args.quiet, file=sys.stderr,
               desc=f"{spec.width}x{spec.height}") as bar, ThreadPoolExecutor(workers) as pool:
-        write_image_file(spec, render_bands(spec, pool, on_tile=lambda t: bar.update()), out)
+        write_image_file(spec, render_bands(spec, pool, on_tile=lambda t: bar.update()), out, pool)
     if not args.quiet:
         print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - started:.2f} s", file=sys.stderr)
     print(out)

@@ -16,7 +16,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally.codec import PngStreamWriter, write_msgpack_stream
+from fractally.codec import DeflatedRows, PngStreamWriter, deflate_rows, write_msgpack_stream
 from fractally.colour import colourize
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
@@ -56,25 +56,45 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
         yield [f.result() for f in queue.popleft()]
 
 
-def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO) -> None:
-    """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or API.md's msgpack)."""
+def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
+    """One band to compressed PNG rows; colours tile by tile, so only RGB (3 bytes a pixel) is joined."""
+    return deflate_rows(np.hstack([colourize(c, s, spec.max_iter, spec.colormap) for c, s in parts]))
+
+
+def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Executor | None = None) -> None:
+    """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or API.md's msgpack).
+
+    With a ``pool``, PNG bands are coloured and compressed in parallel (numpy and zlib
+    release the GIL), at most one band per worker in flight plus the one being written.
+    """
     if spec.format == "msgpack":
         rows = (join_band(b) for b in bands)
         write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, rows, spec=spec.normalized())
         return
     writer = PngStreamWriter(out, spec.width, spec.height)
-    for parts in bands:  # colour tile by tile: RGB (3 bytes a pixel) is all that is joined
-        writer.write_rows(np.hstack([colourize(c, s, spec.max_iter, spec.colormap) for c, s in parts]))
+    if pool is None:
+        for parts in bands:
+            writer.write_deflated(_colour_and_deflate(spec, parts))
+    else:
+        in_flight: deque[Future] = deque()
+        depth = max(1, getattr(pool, "_max_workers", 1))
+        for parts in bands:
+            in_flight.append(pool.submit(_colour_and_deflate, spec, parts))
+            if len(in_flight) > depth:
+                writer.write_deflated(in_flight.popleft().result())
+        while in_flight:
+            writer.write_deflated(in_flight.popleft().result())
     writer.close()
 
 
-def write_image_file(spec: RenderSpec, bands: Iterable[Band], path: str | os.PathLike) -> Path:
+def write_image_file(spec: RenderSpec, bands: Iterable[Band], path: str | os.PathLike,
+                     pool: Executor | None = None) -> Path:
     """Write atomically: the file appears under ``path`` only once it is complete."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as out:
-            write_image(spec, bands, out)
+            write_image(spec, bands, out, pool)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; the image is for everyone who can read the folder
         os.replace(tmp, path)
     except BaseException:

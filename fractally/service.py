@@ -65,7 +65,7 @@ class Service:
     def render_sync(self, spec: RenderSpec) -> tuple[bytes, str]:
         """A small image rendered now, on the sync pool (the caller's thread only waits)."""
         out = io.BytesIO()
-        write_image(spec, render_bands(spec, self.sync_pool), out)
+        write_image(spec, render_bands(spec, self.sync_pool), out, self.sync_pool)
         return out.getvalue(), CONTENT_TYPES[spec.format]
 
     def close(self) -> None:

@@ -184,11 +184,12 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
     get = lambda key: data[key] if data.get(key) is not None else DEFAULTS[key]  # noqa: E731
 
     fractal = _choice(get("fractal"), "fractal", FRACTALS)
-    c = None
-    if fractal == "julia":
-        if data.get("c") is None:
-            raise SpecError("c is required for a julia set: give it as [re, im], e.g. [-0.8, 0.156]", "c")
-        c = _pair(data["c"], "c")
+    # c is checked whenever it is given (a mandelbrot ignores it, but nonsense is still rejected)
+    c = _pair(data["c"], "c") if data.get("c") is not None else None
+    if fractal == "julia" and c is None:
+        raise SpecError("c is required for a julia set: give it as [re, im], e.g. [-0.8, 0.156]", "c")
+    if fractal != "julia":
+        c = None
     center = _pair(get("center"), "center")
     scale = _number(get("scale"), "scale")
     if not 0 < scale <= MAX_COORD:

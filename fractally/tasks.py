@@ -13,6 +13,7 @@ import os
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 from fractally import jobs
@@ -106,8 +107,8 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False) -> dict[st
         return {"job": job_id, "status": "busy"}
     fd, tmp = tempfile.mkstemp(prefix="fractally-result-")
     try:
-        with os.fdopen(fd, "wb") as out:
-            write_image(job.spec, _bands(store, job), out)
+        with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            write_image(job.spec, _bands(store, job), out, pool)
         size = os.path.getsize(tmp)
         written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
     finally:

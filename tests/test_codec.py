@@ -239,3 +239,41 @@ def test_streamed_png_refuses_rows_of_the_wrong_width():
     writer = PngStreamWriter(io.BytesIO(), WIDTH, HEIGHT)
     with pytest.raises(ValueError):
         writer.write_rows(picture(width=WIDTH - 1)[:10])
+
+
+def test_adler32_combine_equals_adler32_of_the_concatenation():
+    import random
+    import zlib
+
+    from fractally.codec import adler32_combine
+
+    rng = random.Random(7)
+    for _ in range(50):
+        a = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 5000)))
+        b = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 70000)))
+        assert adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(a + b)
+
+
+def test_bands_deflated_in_parallel_join_into_one_valid_png():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fractally.codec import deflate_rows
+
+    rng = np.random.default_rng(3)
+    rgb = (rng.integers(0, 4, (203, 131, 3)) * 60).astype(np.uint8)  # repetitive, like LUT colours
+    cuts = [0, 1, 50, 51, 130, 203]
+    with ThreadPoolExecutor(3) as pool:
+        pieces = list(pool.map(lambda i: deflate_rows(rgb[cuts[i]:cuts[i + 1]]), range(len(cuts) - 1)))
+    out = io.BytesIO()
+    with PngStreamWriter(out, 131, 203) as writer:
+        for piece in pieces:
+            writer.write_deflated(piece)
+    assert np.array_equal(decode_png(out.getvalue()), rgb)
+
+
+def test_deflated_band_of_the_wrong_width_is_rejected():
+    from fractally.codec import deflate_rows
+
+    writer = PngStreamWriter(io.BytesIO(), 10, 10)
+    with pytest.raises(ValueError):
+        writer.write_deflated(deflate_rows(np.zeros((2, 11, 3), np.uint8)))

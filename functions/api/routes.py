@@ -203,7 +203,13 @@ def openapi_document() -> Response:
 
 @bp.get("/")
 def index() -> Response:
-    """The web explorer: a static page that uses the API like any other client."""
+    """The web explorer (Mandelbrot → Julia over XYZ tiles): a static page that uses the API like any client."""
+    return current_app.send_static_file("explorer.html")
+
+
+@bp.get("/render")
+def render_form() -> Response:
+    """The render form (spec fields, live preview, a job's progress): the page that was at ``/``."""
     return current_app.send_static_file("index.html")
 
 
