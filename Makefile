@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install run stack demo test test-nojit bench clean
+.PHONY: install run stack demo test test-nojit chromium bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,14 @@ stack: install
 demo: install
 	$(VENV)/bin/fractally render --c=-0.8,0.156 --width 3840 --height 2160 --max-iter 1000 -o out/julia.png
 
+# Debian's Chromium for tests/test_browser.py, installed only when missing (needs root; without it the
+# browser tests skip and say why). Playwright's own browser download is never used.
+chromium:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
+		echo "chromium could not be installed: the browser tests will be skipped"
+
 # The whole suite, then the kernels' Python source once more with the JIT off.
-test: install
+test: install chromium
 	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
 

@@ -223,8 +223,8 @@ def test_readyz_is_503_without_details_when_the_store_fails(api_client, api_stor
     assert "secret" not in response.get_data(as_text=True)
 
 
-def test_index_page_is_html_with_a_content_security_policy(api_client):
-    response = api_client.get("/")
+def test_render_form_page_is_html_with_a_content_security_policy(api_client):
+    response = api_client.get("/render")
     assert response.status_code == 200 and response.mimetype == "text/html"
     assert b'<form id="spec"' in response.data
     assert "script-src 'self'" in response.headers["Content-Security-Policy"]

@@ -18,8 +18,12 @@ HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "tra
 
 
 def flask_to_openapi(rule: str) -> str:
-    """``/v1/renders/<job_id>`` → ``/v1/renders/{id}`` (path parameters are called ``id`` in the document)."""
-    return re.sub(r"<(?:[^:<>]+:)?[^<>]+>", "{id}", rule)
+    """``/v1/renders/<job_id>`` → ``/v1/renders/{id}`` (a job id is ``id`` in the document); other
+    parameters keep their names (``/v1/tiles/<fractal>/<z>/<x>/<y>.png`` → ``…/{fractal}/{z}/{x}/{y}.png``)."""
+    def name(match: re.Match) -> str:
+        return "{id}" if match.group(1) == "job_id" else "{" + match.group(1) + "}"
+
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", name, rule)
 
 
 def app_operations(app) -> set[tuple[str, str]]:

@@ -12,7 +12,7 @@ from flask import Flask
 
 from fractally.config import Settings
 from fractally.service import Service
-from functions.api import errors, routes
+from functions.api import errors, routes, tiles
 
 #: Largest request body accepted (a render spec is well under 1 KiB); more is a 413.
 MAX_BODY_BYTES = 64 * 1024
@@ -33,4 +33,5 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     app.json.sort_keys = False  # keep API.md's field order: id, status, progress, ...
     errors.register(app)
     routes.register(app, settings, service)
+    tiles.register(app)
     return app

@@ -72,7 +72,7 @@ def spec_schema() -> dict[str, Any]:
                          "description": "PNG colouring; ignored for msgpack"},
         },
         "anyOf": [
-            {"required": ["c"]},
+            {"required": ["c"], "properties": {"c": {"type": "array"}}},  # null c means none
             {"required": ["fractal"], "properties": {"fractal": {"const": "mandelbrot"}}},
         ],
         "examples": [
@@ -82,9 +82,18 @@ def spec_schema() -> dict[str, Any]:
     }
 
 
+def _nullable_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON body may give any field as null, meaning its default (``parse_spec`` reads it so)."""
+    for prop in schema["properties"].values():
+        prop["type"] = [prop["type"], "null"]
+        if "enum" in prop:
+            prop["enum"] = [*prop["enum"], None]
+    return schema
+
+
 def _schemas() -> dict[str, Any]:
     return {
-        "RenderSpec": spec_schema(),
+        "RenderSpec": _nullable_fields(spec_schema()),
         "ErrorDetail": {
             "type": "object",
             "required": ["code", "message", "field"],
@@ -201,6 +210,67 @@ def _sync_render(fmt: str, media_type: str, max_query: int) -> dict[str, Any]:
     }
 
 
+def _tile() -> dict[str, Any]:
+    """``/v1/tiles/{fractal}/{z}/{x}/{y}.png``: the XYZ scheme of ``fractally.xyz``, stated from its constants."""
+    from fractally import xyz
+    from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+
+    def path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+    width = f"{xyz.EXTENT:g} / 2^z"
+    return {
+        "get": {
+            "operationId": "tile_png",
+            "summary": f"One {xyz.TILE_PIXELS}×{xyz.TILE_PIXELS} PNG tile of the explorer's XYZ pyramid",
+            "description": (
+                f"Tile 0/0/0 covers real ∈ [{xyz.LEFT:g}, {xyz.LEFT + xyz.EXTENT:g}] and imaginary ∈ "
+                f"[{xyz.TOP - xyz.EXTENT:g}, {xyz.TOP:g}]; zoom z has 2^z × 2^z tiles, each {width} wide; x counts "
+                "columns from the left (real −2), y rows from the top (imaginary +2). The tile is the render spec "
+                f"center = its centre, scale = {width}, width = height = tile_size = {xyz.TILE_PIXELS}, format png, "
+                f"max_iter = min({xyz.ITER_CAP}, {xyz.ITER_BASE} + {xyz.ITER_PER_ZOOM}·z) unless given. "
+                "The response is immutable: ETag is the spec's content hash, If-None-Match answers 304."
+            ),
+            "tags": ["tiles"],
+            "parameters": [
+                path("fractal", {"type": "string", "enum": list(S.FRACTALS)}, "julia or mandelbrot"),
+                path("z", {"type": "integer", "minimum": 0, "maximum": xyz.MAX_ZOOM}, "zoom level"),
+                path("x", {"type": "integer", "minimum": 0}, "column, 0 … 2^z − 1, from the left"),
+                path("y", {"type": "integer", "minimum": 0}, "row, 0 … 2^z − 1, from the top"),
+                {**query("c", {"type": "string", "pattern": PAIR_PATTERN},
+                         "re,im: the Julia parameter; required for julia, ignored for mandelbrot"),
+                 "example": "-0.8,0.156"},
+                query("colormap", {"type": "string", "enum": list(COLORMAPS), "default": DEFAULT_COLORMAP},
+                      "PNG colouring"),
+                query("max_iter", {"type": "integer", "minimum": 1, "maximum": S.MAX_ITER},
+                      f"iteration limit (default: the zoom rule above; at most {S.MAX_SYNC_WORK} pixel-iterations "
+                      "per tile, as for a synchronous render)"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "the tile",
+                    "headers": {
+                        "ETag": {"schema": {"type": "string"}, "description": "the tile spec's content hash, quoted"},
+                        "Cache-Control": {"schema": {"type": "string"},
+                                          "description": "public, max-age=31536000, immutable"},
+                    },
+                    "content": {"image/png": {}},
+                },
+                "304": {"description": "If-None-Match named this tile's ETag: nothing is rendered or read"},
+                "404": _error("no such tile: z outside 0 … 40, x or y outside 0 … 2^z − 1, or an unknown fractal "
+                              "(error.field says which)"),
+                "414": _error("the query string is too long"),
+                "422": _ref("InvalidSpec", "responses"),
+                "503": _error("too many tiles are being rendered (code busy, with Retry-After), or the object "
+                              "store cannot be reached"),
+            },
+        }
+    }
+
+
 def _paths(max_query: int) -> dict[str, Any]:
     job_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": JOB_ID_PATTERN}}
     status_json = {"application/json": {"schema": _ref("RenderStatus")}}
@@ -267,6 +337,7 @@ def _paths(max_query: int) -> dict[str, Any]:
         },
         "/v1/render.png": _sync_render("png", "image/png", max_query),
         "/v1/render.msgpack": _sync_render("msgpack", "application/msgpack", max_query),
+        "/v1/tiles/{fractal}/{z}/{x}/{y}.png": _tile(),
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -299,7 +370,15 @@ def _paths(max_query: int) -> dict[str, Any]:
         "/": {
             "get": {
                 "operationId": "explorer",
-                "summary": "The web explorer",
+                "summary": "The web explorer: the Mandelbrot set as a map of Julia sets, over XYZ tiles",
+                "tags": ["operations"],
+                "responses": {"200": {"description": "an HTML page", "content": {"text/html": {}}}},
+            }
+        },
+        "/render": {
+            "get": {
+                "operationId": "render_form",
+                "summary": "The render form: a spec's fields, a live preview, a job's progress",
                 "tags": ["operations"],
                 "responses": {"200": {"description": "an HTML page", "content": {"text/html": {}}}},
             }
@@ -325,7 +404,7 @@ def document(public_url: str | None = None, max_body: int = 64 * 1024, max_query
                 f"{max_body} bytes; query strings to {max_query} bytes."
             ),
         },
-        "tags": [{"name": "renders"}, {"name": "operations"}],
+        "tags": [{"name": "renders"}, {"name": "tiles"}, {"name": "operations"}],
         "paths": _paths(max_query),
         "components": {
             "schemas": _schemas(),
