@@ -254,6 +254,7 @@ class QueueInvoker(Invoker):
                          stream=self.subjects.stream, timeout=10)
 
     def _send_tile(self, job: jobs.Job, index: int) -> None:
+        """One task on its own (``dispatch`` publishes a job's tasks together): its worker checks the store."""
         self._call(lambda js: js.publish(self.subjects.tiles(job.id), json.dumps(job.tile_task(index)).encode(),
                                          stream=self.subjects.stream, headers={TILES_HEADER: "1"}, timeout=10))
 
@@ -278,6 +279,10 @@ def _user_message(err: BaseException) -> str:
     if isinstance(err, FractallyError):
         return err.message
     return f"internal error ({type(err).__name__})"
+
+
+def _attempts(n: int) -> str:
+    return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
 def retry_delay(delivered: int) -> float:
@@ -431,15 +436,18 @@ class Worker:
             await msg.nak(delay=retry_delay(delivered))
             return
         log.error("%s: failed on its last delivery (%d)", what, delivered, exc_info=err)
-        message = f"{label} could not be made after {delivered} attempts ({_user_message(err)})"
+        message = f"{label} could not be made after {_attempts(delivered)} ({_user_message(err)})"
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         await msg.term()
 
     async def _tile_stored(self, job_id: str, headers: dict[str, str]) -> None:
         """Publish this tile's done marker; if the job looks complete, check the store and queue assembly."""
         await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
-        expected = int(headers.get(TILES_HEADER, "0") or 0)
-        if expected < 1 or await count_on(self.js, self.subjects.done_stream, self.subjects.done(job_id)) < expected:
+        try:  # without the header (a task from elsewhere), check the store after every tile
+            expected = max(1, int(headers.get(TILES_HEADER, "1")))
+        except ValueError:
+            expected = 1
+        if await count_on(self.js, self.subjects.done_stream, self.subjects.done(job_id)) < expected:
             return
         job = await asyncio.to_thread(jobs.load, self.store, job_id)
         missing = await asyncio.to_thread(jobs.missing_tiles, self.store, job)
@@ -466,8 +474,9 @@ class Worker:
             log.error("cannot read a max-deliveries advisory: %r", err)
             return
         what = f"tile {body.get('tile')}" if kind == "tiles" else "the final image"
-        message = (f"{what} was not finished after {event.get('deliveries', self.settings.max_deliveries)} "
-                   "attempts (the worker stopped each time, e.g. out of memory or time)")
+        deliveries = int(event.get("deliveries") or self.settings.max_deliveries)
+        message = (f"{what} was not finished after {_attempts(deliveries)} "
+                   "(the worker stopped each time, e.g. out of memory or time)")
         log.error("job %s: %s", job_id, message)
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         try:

@@ -90,11 +90,9 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A numba cache folder the worker processes share (the run's own, or one warmed here once)."""
-    existing = os.environ.get("NUMBA_CACHE_DIR")
-    if existing:
-        return existing
-    folder = str(tmp_path_factory.mktemp("numba-cache"))
+    """The numba cache folder worker processes share (the run's own, else a new one), warmed once
+    here so that workers load the kernels at start instead of each compiling them."""
+    folder = os.environ.get("NUMBA_CACHE_DIR") or str(tmp_path_factory.mktemp("numba-cache"))
     subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True,
                    env={**os.environ, "NUMBA_CACHE_DIR": folder})
     return folder

@@ -18,7 +18,7 @@ import pytest
 from fractally import jobs
 from fractally.config import Settings
 from fractally.queue import QueueInvoker, count_on
-from fractally.service import store_from_settings
+from fractally.service import Service, store_from_settings
 from fractally.spec import parse_spec
 from fractally.store import ObjectStore
 from tests.conftest_queue import ROOT, WorkerProcess
@@ -32,12 +32,13 @@ SMALL_SPEC = {"c": [-0.8, 0.156], "width": 32, "height": 32, "tile_size": 32, "m
 
 
 def submit(settings: Settings, raw: dict) -> tuple[QueueInvoker, jobs.Job]:
-    """What the api does: create the job in the store and dispatch its missing tiles to the queue."""
-    store = store_from_settings(settings)
-    job, _ = jobs.create(store, parse_spec(raw))
-    invoker = QueueInvoker(store, settings)
-    assert invoker.dispatch(job, jobs.missing_tiles(store, job))
-    return invoker, job
+    """What the api does for POST /v1/renders with FRACTALLY_INVOKER=queue (its Service)."""
+    service = Service.from_settings(settings)
+    service.sync_pool.shutdown()
+    current, created = service.submit(parse_spec(raw))
+    assert created and current.status == "queued"
+    assert isinstance(service.invoker, QueueInvoker)
+    return service.invoker, current.job
 
 
 def wait_status(store: ObjectStore, job_id: str, wanted: set[str], timeout: float = 40.0) -> jobs.Status:
@@ -103,6 +104,7 @@ def test_task_failing_every_time_fails_its_job_after_max_deliveries(
         failed = wait_status(store, job.id, {"done", "failed"}, timeout=20)
         assert failed.status == "failed"
         assert "after 3 attempts" in failed.error["message"]
+        worker.wait_for(r"tile 0: failed on its last delivery \(3\)")  # the log may trail the store
         assert len(worker.matching(r"tile 0: working \(delivery \d of 3\)")) == 3
         assert tasks_left(invoker, job.id) == 0
     finally:
@@ -115,17 +117,15 @@ def test_worker_dying_on_the_last_delivery_fails_the_job(
     """With one delivery allowed, a worker killed mid-tile leaves a failed job, not a stuck one."""
     settings = queue_settings.with_(max_deliveries=1)
     first, second = start_worker(settings, "first"), start_worker(settings, "second")
-    invoker, job = submit(settings, {**SLOW_SPEC, "width": 96, "height": 96})  # one slow tile
+    invoker, job = submit(settings, {**SLOW_SPEC, "width": 96, "height": 96, "max_iter": 100_000})  # one tile, ~1 s
     try:
-        line = None
         deadline = time.monotonic() + 20
-        while line is None and time.monotonic() < deadline:
-            for worker in (first, second):
-                if worker.matching(r"tile 0: working"):
-                    line, victim = True, worker
-            time.sleep(0.05)
-        assert line, "no worker took the tile"
-        victim.kill()
+        taken = []
+        while not taken and time.monotonic() < deadline:
+            taken = [worker for worker in (first, second) if worker.matching(r"tile 0: working")]
+            time.sleep(0.01)
+        assert taken, "no worker took the tile"
+        taken[0].kill()
         failed = wait_status(invoker.store, job.id, {"done", "failed"}, timeout=20)
         assert failed.status == "failed"
         assert "the worker stopped" in failed.error["message"]

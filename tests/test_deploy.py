@@ -1,0 +1,483 @@
+"""The cluster deployment, checked offline: k8s/, stack.yml, the Dockerfiles and fractally deploy.
+
+No Docker engine and no cluster run here, so: every manifest parses; the core kinds validate
+against the Kubernetes schema and deserialize into the client's models; the Knative Services and
+OpenFaaS functions carry what matters and agree with each other and with the code (images,
+settings, ports, probe paths); each Dockerfile parses with Docker's own parser and its command,
+run as a plain process, answers its health path; and fractally deploy's rendering, ordering and
+readiness logic run against a fake cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from fractally import config
+from fractally.config import Settings
+from fractally.deploy import (KNATIVE_API, ManifestError, apply_order, deploy, is_knative_service, render,
+                              service_state, status)
+from tests.conftest_queue import free_port, stop, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+K8S = ROOT / "k8s"
+STACK = ROOT / "stack.yml"
+FUNCTIONS = {"api": "api", "render_tile": "render-tile", "assemble": "assemble"}  # folder -> service name
+KUBERNETES_VERSION = "1.31"  # the oldest Kubernetes we support; kubernetes-validate ships its schema
+HEALTH_PATH = "/healthz"
+
+
+def rendered() -> list[dict[str, Any]]:
+    return render(K8S)
+
+
+def knative_services() -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in rendered() if is_knative_service(o)}
+
+
+def core_objects() -> list[dict[str, Any]]:
+    return [o for o in rendered() if not is_knative_service(o)]
+
+
+def stack() -> dict[str, Any]:
+    return yaml.safe_load(STACK.read_text())
+
+
+def settings_read_by_the_code() -> set[str]:
+    """Every FRACTALLY_* variable fractally/config.py reads (its PREFIX + "NAME" and helper calls)."""
+    source = Path(config.__file__).read_text()
+    names = re.findall(r'(?:PREFIX \+ |_int\(env, |_read_secret\(env, )"([A-Z0-9_]+)"', source)
+    return {config.PREFIX + n for n in names}
+
+
+def secret_settings() -> set[str]:
+    source = Path(config.__file__).read_text()
+    return {config.PREFIX + n for n in re.findall(r'_read_secret\(env, "([A-Z0-9_]+)"', source)}
+
+
+def container(ksvc: dict[str, Any]) -> dict[str, Any]:
+    containers = ksvc["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1, "a Knative Service has one serving container"
+    return containers[0]
+
+
+def dockerfile_commands(folder: str) -> list[Any]:
+    parser = pytest.importorskip("dockerfile")
+    return list(parser.parse_file(str(ROOT / "functions" / folder / "Dockerfile")))
+
+
+def final_stage(commands: list[Any]) -> list[Any]:
+    start = max(i for i, c in enumerate(commands) if c.cmd == "FROM")
+    return commands[start:]
+
+
+def dockerfile_env(commands: list[Any]) -> dict[str, str]:
+    """ENV of the final image (its own ENV lines and those of the stages it is built FROM)."""
+    stages: dict[str, list[Any]] = {}
+    current: list[Any] = []
+    for c in commands:
+        if c.cmd == "FROM":
+            current = []
+            name = c.value[2].lower() if len(c.value) > 2 else str(len(stages))
+            stages[name] = current
+            base = c.value[0].lower()
+            current.extend(stages.get(base, []))
+        elif c.cmd == "ENV":
+            current.append(c)
+    args = dict(c.value[0].split("=", 1) for c in commands if c.cmd == "ARG" and "=" in c.value[0])
+    env: dict[str, str] = {}
+    for c in current:
+        for key, value in zip(c.value[::2], c.value[1::2]):
+            value = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), value)
+            env[key] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    return env
+
+
+def cmd_of(folder: str) -> list[str]:
+    (cmd,) = [c for c in final_stage(dockerfile_commands(folder)) if c.cmd == "CMD"]
+    assert cmd.json, "CMD must be exec form (JSON), so signals reach gunicorn"
+    return list(cmd.value)
+
+
+# -- manifests ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(K8S.glob("*.yaml")) + [STACK], ids=lambda p: p.name)
+def test_every_manifest_parses(path: Path) -> None:
+    """A YAML slip anywhere would stop kubectl or faas-cli; every document must be a mapping."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert docs and all(isinstance(d, dict) for d in docs)
+
+
+def test_kustomization_lists_every_manifest_and_sets_namespace_and_images() -> None:
+    """kubectl apply -k deploys only what is listed: no manifest may be left out by mistake."""
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    objects = rendered()
+    assert all(o["metadata"].get("namespace") == "fractally" for o in objects if o["kind"] != "Namespace")
+    images = {c["image"] for o in objects for c in _all_containers(o)}
+    tags = {r["name"]: r["newTag"] for r in kustomization["images"]}
+    for name, tag in tags.items():
+        assert f"{name}:{tag}" in images
+
+
+def _all_containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = obj.get("spec", {})
+    template = spec.get("template", {}).get("spec", {})
+    return template.get("containers", [])
+
+
+@pytest.mark.parametrize("obj", core_objects(), ids=lambda o: f"{o['kind']}-{o['metadata']['name']}")
+def test_core_kinds_validate_against_the_kubernetes_schema(obj: dict[str, Any]) -> None:
+    """Strict: an unknown or misspelt field is an error, as the API server's validation would say."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("obj", core_objects(), ids=lambda o: f"{o['kind']}-{o['metadata']['name']}")
+def test_core_kinds_deserialize_into_the_client_models_without_losing_fields(obj: dict[str, Any]) -> None:
+    """The kubernetes client reads each object into its typed model and writes back the same object."""
+    from kubernetes.client import ApiClient
+
+    api = ApiClient()
+    model_name = obj["apiVersion"].split("/")[-1].capitalize() + obj["kind"]
+    model = api.deserialize(json.dumps(obj), model_name, "application/json")
+    assert type(model).__name__ == model_name
+    assert api.sanitize_for_serialization(model) == obj
+
+
+@pytest.mark.parametrize("name", ["api", "render-tile", "assemble"])
+def test_knative_pod_spec_validates_as_a_kubernetes_pod(name: str) -> None:
+    """Knative's template is a PodSpec: with the port Knative fills in, it must be a valid Pod."""
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    spec = copy.deepcopy(knative_services()[name]["spec"]["template"]["spec"])
+    spec.pop("containerConcurrency")
+    spec.pop("timeoutSeconds")
+    for c in spec["containers"]:
+        for probe in ("readinessProbe", "livenessProbe"):
+            c[probe]["httpGet"].setdefault("port", c["ports"][0]["containerPort"])
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+    kubernetes_validate.validate(pod, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("name, min_scale", [("api", "1"), ("render-tile", "0"), ("assemble", "0")])
+def test_knative_services_carry_scaling_concurrency_timeouts_resources_and_probes(name: str, min_scale: str) -> None:
+    """What Knative needs to scale each function (render_tile and assemble to zero) and keep it healthy."""
+    ksvc = knative_services()[name]
+    assert ksvc["apiVersion"] == KNATIVE_API
+    template = ksvc["spec"]["template"]
+    annotations = template["metadata"]["annotations"]
+    assert annotations["autoscaling.knative.dev/min-scale"] == min_scale
+    assert int(annotations["autoscaling.knative.dev/max-scale"]) >= 1
+    spec = template["spec"]
+    assert isinstance(spec["containerConcurrency"], int) and spec["containerConcurrency"] >= 1
+    assert 0 < spec["timeoutSeconds"] <= 600  # Knative's default max-revision-timeout-seconds
+    c = container(ksvc)
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+    assert c["readinessProbe"]["httpGet"]["path"] == HEALTH_PATH
+    assert c["livenessProbe"]["httpGet"]["path"] == HEALTH_PATH
+    assert {"configMapRef": {"name": "fractally-config"}} in c["envFrom"]
+    assert {"secretRef": {"name": "fractally-secrets"}} in c["envFrom"]
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    tmp = {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/tmp"}
+    assert tmp and all("emptyDir" in v for v in spec["volumes"] if v["name"] in tmp)
+
+
+def test_render_tile_takes_one_tile_at_a_time() -> None:
+    """One tile uses one core: containerConcurrency 1 with one CPU, so Knative adds pods, not threads."""
+    ksvc = knative_services()["render-tile"]
+    assert ksvc["spec"]["template"]["spec"]["containerConcurrency"] == 1
+    assert container(ksvc)["resources"]["limits"]["cpu"] == "1"
+
+
+def test_image_names_agree_between_stack_yml_and_k8s() -> None:
+    """faas-cli and kubectl must deploy the same images; the worker runs render_tile's image."""
+    k8s_images = {name: container(ksvc)["image"] for name, ksvc in knative_services().items()}
+    stack_images = {name: fn["image"] for name, fn in stack()["functions"].items()}
+    assert stack_images == k8s_images
+    (worker,) = [o for o in rendered() if o["metadata"]["name"] == "fractally-worker"]
+    assert worker["spec"]["template"]["spec"]["containers"][0]["image"] == k8s_images["render-tile"]
+
+
+def test_every_setting_the_code_reads_is_set_in_the_configmap_or_secret() -> None:
+    """A setting missing from the cluster's config silently falls back to a laptop default."""
+    wanted = settings_read_by_the_code()
+    assert len(wanted) > 10  # the parse found them
+    objects = {o["metadata"]["name"]: o for o in rendered()}
+    configured = set(objects["fractally-config"]["data"]) | set(objects["fractally-secrets"]["stringData"])
+    assert wanted <= configured, f"not set in k8s/config.yaml: {sorted(wanted - configured)}"
+    assert not secret_settings() & set(objects["fractally-config"]["data"]), "secrets belong in the Secret"
+
+
+@pytest.mark.parametrize("function", ["api", "render-tile", "assemble"])
+def test_every_setting_the_code_reads_is_set_in_stack_yml(function: str) -> None:
+    """Each OpenFaaS function gets every setting; secrets as *_FILE paths under /var/openfaas/secrets."""
+    fn = stack()["functions"][function]
+    env = fn["environment"]
+    for name in sorted(settings_read_by_the_code()):
+        if name in secret_settings():
+            if name == "FRACTALLY_AUTH_TOKEN" and function != "api":
+                continue  # only the api checks the token
+            path = env.get(name + "_FILE", "")
+            assert path.startswith("/var/openfaas/secrets/"), f"{function}: {name}_FILE"
+            assert Path(path).name in fn["secrets"], f"{function}: secret {Path(path).name} not mounted"
+        else:
+            assert name in env, f"{function}: {name} not set"
+
+
+@pytest.mark.parametrize("function", ["api", "render-tile", "assemble"])
+def test_stack_yml_declares_scaling_health_and_readonly_root(function: str) -> None:
+    fn = stack()["functions"][function]
+    labels = fn["labels"]
+    assert int(labels["com.openfaas.scale.min"]) >= 1 and int(labels["com.openfaas.scale.max"]) >= 1
+    assert labels["com.openfaas.scale.zero"] == ("false" if function == "api" else "true")
+    assert fn["annotations"]["com.openfaas.health.http.path"] == HEALTH_PATH
+    assert fn["annotations"]["com.openfaas.ready.http.path"] == HEALTH_PATH
+    assert fn["readonly_root_filesystem"] is True
+    assert {"read_timeout", "write_timeout", "exec_timeout"} <= set(fn["environment"])
+
+
+def _app(folder: str, tmp_path: Path):
+    settings = Settings(store_url=str(tmp_path / "store"), workers=1)
+    module = __import__(f"functions.{folder}.app", fromlist=["create_app"])
+    return module.create_app(settings)
+
+
+@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
+def test_apps_serve_the_probe_path_and_the_manifests_use_their_port(folder: str, tmp_path: Path) -> None:
+    """Probes hit a route the app really has, on the port its image listens on."""
+    app = _app(folder, tmp_path)
+    rules = {r.rule: r.methods for r in app.url_map.iter_rules()}
+    assert "GET" in rules[HEALTH_PATH]
+    if folder != "api":
+        assert "POST" in rules["/"]  # the function itself
+    assert app.test_client().get(HEALTH_PATH).status_code == 200
+    if "fractally" in app.extensions:  # the api's service owns thread pools
+        app.extensions["fractally"].service.close()
+    commands = final_stage(dockerfile_commands(folder))
+    (expose,) = [c for c in commands if c.cmd == "EXPOSE"]
+    port = int(dockerfile_env(dockerfile_commands(folder))["PORT"])
+    assert int(expose.value[0]) == port
+    assert container(knative_services()[FUNCTIONS[folder]])["ports"][0]["containerPort"] == port
+    assert port == 8080  # OpenFaaS requires 8080
+
+
+def test_worker_deployment_probes_the_health_endpoint_the_worker_serves() -> None:
+    """The worker's probes must hit the port given to --health-port, where it answers /healthz:
+    200 while connected to NATS, 503 otherwise (so a worker cut off from the queue restarts)."""
+    from fractally.queue import serve_health
+
+    (worker,) = [o for o in rendered() if o["metadata"]["name"] == "fractally-worker"]
+    c = worker["spec"]["template"]["spec"]["containers"][0]
+    args = c["args"]
+    assert args[:2] == ["fractally", "worker"]
+    health_port = int(args[args.index("--health-port") + 1])
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"]["path"] == HEALTH_PATH
+        assert ports[c[probe]["httpGet"]["port"]] == health_port
+
+    class FakeWorker:
+        connected = False
+
+    server = serve_health(FakeWorker, "127.0.0.1", 0)  # type: ignore[arg-type]
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{HEALTH_PATH}"
+        assert requests.get(url, timeout=5).status_code == 503
+        FakeWorker.connected = True
+        assert requests.get(url, timeout=5).status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# -- Dockerfiles ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
+def test_dockerfile_builds_a_pinned_tested_non_root_image_of_one_function(folder: str) -> None:
+    """Pinned base, only this function's folder in the image, a test stage the image depends on,
+    a numeric non-root USER, a HEALTHCHECK on the health path."""
+    commands = dockerfile_commands(folder)
+    args = dict(c.value[0].split("=", 1) for c in commands if c.cmd == "ARG" and "=" in c.value[0])
+    bases = [c.value[0] for c in commands if c.cmd == "FROM"]
+    assert any(b.startswith("python:${PYTHON_VERSION}-slim") for b in bases)
+    assert re.fullmatch(r"\d+\.\d+\.\d+", args["PYTHON_VERSION"])
+    copied = [c.value[0] for c in commands if c.cmd == "COPY" and not c.flags]
+    function_dirs = {p for p in copied if p.startswith("functions/") and p.rstrip("/") != "functions/__init__.py"}
+    assert f"functions/{folder}/" in function_dirs
+    stage_names = [c.value[2].lower() for c in commands if c.cmd == "FROM" and len(c.value) > 2]
+    assert "test" in stage_names
+    final = final_stage(commands)
+    assert any(c.cmd == "COPY" and "--from=test" in c.flags for c in final)
+    (user,) = [c for c in final if c.cmd == "USER"]
+    uid = user.value[0].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    (health,) = [c for c in final if c.cmd == "HEALTHCHECK"]
+    assert HEALTH_PATH in " ".join(health.value)
+    build = commands[:[i for i, c in enumerate(commands) if c.cmd == "FROM"][2]]  # base and build stages
+    build_dirs = {c.value[0] for c in build if c.cmd == "COPY" and c.value[0].startswith("functions/")}
+    assert build_dirs == {"functions/__init__.py", f"functions/{folder}/"}, "the image holds one function"
+
+
+@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
+def test_dockerfile_cmd_binds_the_port_knative_sets(folder: str) -> None:
+    """gunicorn binds 0.0.0.0:$PORT when PORT is set and the CMD names no other address
+    (gunicorn reads PORT when it is imported, hence a fresh interpreter)."""
+    argv = cmd_of(folder)
+    assert Path(argv[0]).name == "gunicorn"
+    assert not any(a.startswith(("-b", "--bind")) for a in argv)
+    probe = ("import sys; from gunicorn.app.wsgiapp import WSGIApplication; sys.argv = sys.argv[1:]; "
+             "print(WSGIApplication('%(prog)s [OPTIONS] [APP_MODULE]').cfg.bind)")
+    env = {k: v for k, v in os.environ.items() if k != "GUNICORN_CMD_ARGS"}
+    out = subprocess.run([sys.executable, "-c", probe, *argv], env={**env, "PORT": "5123"}, cwd=ROOT,
+                         check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "['0.0.0.0:5123']"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
+def test_dockerfile_cmd_run_as_a_process_answers_its_health_path(folder: str, tmp_path: Path) -> None:
+    """The image's exact command, from the repository root with a temporary store, serves /healthz
+    on $PORT, and the image's HEALTHCHECK command succeeds against it."""
+    argv = cmd_of(folder)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(config.PREFIX)}
+    env.update(PORT=str(port), FRACTALLY_STORE_URL=str(tmp_path / "store"),
+               GUNICORN_CMD_ARGS=f"--bind=127.0.0.1:{port}",  # tests listen on loopback only
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for_port(port, proc, timeout=30)
+        response = requests.get(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=10)
+        assert response.status_code == 200
+        (health,) = [c for c in final_stage(dockerfile_commands(folder)) if c.cmd == "HEALTHCHECK"]
+        check = [sys.executable if a == "python" else a for a in health.value[health.value.index("CMD") + 1:]]
+        assert subprocess.run(check, env=env, timeout=10).returncode == 0
+    finally:
+        stop(proc)
+
+
+def test_copied_numba_cache_loads_without_compiling(tmp_path: Path) -> None:
+    """The images' start-up copy of the baked cache (numba needs it writable) must be complete:
+    with the image's CPU target, a fresh process loads every kernel and compiles none."""
+    numba_env = {k: v for k, v in dockerfile_env(dockerfile_commands("render_tile")).items()
+                 if k.startswith("NUMBA_CPU")}
+    assert numba_env.get("NUMBA_CPU_NAME")
+    env = {**os.environ, **numba_env}
+    baked, copied = tmp_path / "baked", tmp_path / "copied"
+    warm = [sys.executable, "-m", "fractally.warmup"]
+    subprocess.run(warm, env={**env, "NUMBA_CACHE_DIR": str(baked)}, check=True, capture_output=True)
+    shutil.copytree(baked, copied)
+    out = subprocess.run(warm, env={**env, "NUMBA_CACHE_DIR": str(copied)}, check=True, capture_output=True,
+                         text=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["compiled"] == 0 and report["loaded"] >= 1
+
+
+# -- fractally deploy / status --------------------------------------------------------------
+
+
+class FakeCluster:
+    """Records applies; Knative Services turn Ready after ``ready_after`` polls (never if None)."""
+
+    def __init__(self, ready_after: int | None = 1) -> None:
+        self.applied: list[dict[str, Any]] = []
+        self.polls = 0
+        self.ready_after = ready_after
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.applied.append(obj)
+
+    def get_knative_service(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.polls += 1
+        ready = self.ready_after is not None and self.polls > self.ready_after * 3
+        obj = next(o for o in self.applied if is_knative_service(o) and o["metadata"]["name"] == name)
+        return {**obj, "metadata": {**obj["metadata"], "generation": 2},
+                "status": {"observedGeneration": 2, "url": f"http://{name}.{namespace}.example.com",
+                           "conditions": [{"type": "Ready", "status": "True" if ready else "Unknown",
+                                           "reason": None if ready else "RevisionMissing"}]}}
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return {"spec": {"replicas": 1}, "status": {"readyReplicas": 1}}
+
+
+def test_apply_order_puts_the_namespace_first_and_knative_services_last() -> None:
+    kinds = [o["kind"] if not is_knative_service(o) else "ksvc" for o in apply_order(rendered())]
+    assert kinds[0] == "Namespace"
+    assert kinds.index("ConfigMap") < kinds.index("Deployment") and kinds.index("Secret") < kinds.index("Deployment")
+    assert kinds[-3:] == ["ksvc"] * 3
+
+
+def test_service_is_ready_only_with_ready_true_for_its_current_generation() -> None:
+    ready = {"metadata": {"generation": 3}, "status": {"observedGeneration": 3, "url": "http://x",
+                                                       "conditions": [{"type": "Ready", "status": "True"}]}}
+    assert service_state(ready, "x").ready
+    stale = {**ready, "status": {**ready["status"], "observedGeneration": 2}}
+    assert not service_state(stale, "x").ready
+    failing = {**ready, "status": {**ready["status"], "conditions": [
+        {"type": "Ready", "status": "False", "reason": "RevisionFailed", "message": "image pull backoff"}]}}
+    state = service_state(failing, "x")
+    assert not state.ready and "image pull backoff" in state.reason
+    assert not service_state(None, "x").ready
+
+
+def test_deploy_applies_everything_waits_for_ready_and_prints_the_api_url() -> None:
+    cluster, out = FakeCluster(ready_after=2), io.StringIO()
+    code = deploy(K8S, cluster=cluster, out=out, timeout=60, sleep=lambda s: None)
+    assert code == 0
+    assert [(o["kind"], o["metadata"]["name"]) for o in cluster.applied] == \
+        [(o["kind"], o["metadata"]["name"]) for o in apply_order(rendered())]
+    assert "Fractal.ly is up: http://api.fractally.example.com/" in out.getvalue()
+
+
+def test_deploy_fails_when_a_service_never_becomes_ready() -> None:
+    clock = iter(range(0, 10_000, 10))
+    out = io.StringIO()
+    code = deploy(K8S, cluster=FakeCluster(ready_after=None), out=out, timeout=30, sleep=lambda s: None,
+                  clock=lambda: next(clock))
+    assert code == 1
+    assert "RevisionMissing" in out.getvalue() and "Fractal.ly is up" not in out.getvalue()
+
+
+def test_status_prints_each_service_url_and_readiness() -> None:
+    cluster = FakeCluster(ready_after=0)
+    deploy(K8S, cluster=cluster, out=io.StringIO(), timeout=1, sleep=lambda s: None)
+    out = io.StringIO()
+    assert status(K8S, cluster=cluster, out=out) == 0
+    for name in ("api", "render-tile", "assemble"):
+        assert f"http://{name}.fractally.example.com" in out.getvalue()
+
+
+def test_render_refuses_kustomize_features_it_does_not_implement(tmp_path: Path) -> None:
+    """Better a clear refusal than a deploy that silently differs from kubectl apply -k."""
+    (tmp_path / "kustomization.yaml").write_text("resources: []\npatches:\n  - path: p.yaml\n")
+    with pytest.raises(ManifestError, match="patches"):
+        render(tmp_path)
+
+
+def test_render_applies_image_overrides_like_kustomize(tmp_path: Path) -> None:
+    (tmp_path / "d.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "ghcr.io/fractally/api:0.1.0"}]}}}}))
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "namespace": "elsewhere", "resources": ["d.yaml"],
+        "images": [{"name": "ghcr.io/fractally/api", "newName": "registry.example.com/api", "newTag": "2"}]}))
+    (obj,) = render(tmp_path)
+    assert obj["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example.com/api:2"
+    assert obj["metadata"]["namespace"] == "elsewhere"
+
