@@ -131,8 +131,8 @@ def running_server(workdir: Path, command: list[str] | None = None, *,
                 found = _URL.search(out.read_text() + "\n" + err.read_text())
                 url = found.group(0) if found else None
             if url is not None:
-                with contextlib.suppress(requests.ConnectionError):
-                    if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                with contextlib.suppress(requests.RequestException):  # not up yet, or slow on a busy machine
+                    if requests.get(url + "/healthz", timeout=5).status_code == 200:
                         break
             time.sleep(0.1)
         yield LiveServer(url, store_root, proc, out)
