@@ -62,6 +62,12 @@ class Settings:
     auth_token: str | None = None
     public_url: str | None = None
 
+    def __post_init__(self) -> None:
+        # Checked at start, not at the first finished job (a bad value would be a 500 on every status).
+        if not 1 <= self.url_expiry <= 7 * 24 * 3600:
+            raise ValueError(f"{PREFIX}URL_EXPIRY must be whole seconds from 1 to 604800 (7 days, the longest a "
+                             f"presigned S3 URL may live), got {self.url_expiry}")
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env

@@ -261,8 +261,9 @@ def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
     return spec
 
 
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
-_WHOLE = re.compile(r"[+-]?\d+")
+# ASCII digits only: without re.ASCII, \d (and float/int) would take "１" or "١" for a 1
+_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+_WHOLE = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 def _parse_float(text: str, field: str) -> float:

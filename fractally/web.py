@@ -118,7 +118,17 @@ def json_body(req: Request | None = None, max_bytes: int = MAX_JSON_BYTES, requi
         raise BadRequest("send the body as a JSON object with the header Content-Type: application/json")
     if req.content_length is not None and req.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is {req.content_length} bytes; at most {max_bytes} are accepted")
-    data = req.stream.read(max_bytes + 1)
+    try:
+        data = req.stream.read(max_bytes + 1)
+        # A chunked body has no Content-Length: werkzeug stops at MAX_CONTENT_LENGTH without a word, and
+        # only the next read says whether more was sent (it raises 413, or returns the extra byte).
+        if req.content_length is None and len(data) >= max_bytes:
+            data += req.stream.read(1)
+    except HTTPException:
+        raise
+    except Exception:  # the server's own parser gave up on the body (broken chunked encoding, a cut connection)
+        raise BadRequest("the request body could not be read: it was cut short or its chunked encoding is broken") \
+            from None
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the body is over {max_bytes} bytes; at most {max_bytes} are accepted")
     if not data.strip():

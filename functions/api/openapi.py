@@ -415,6 +415,22 @@ def document(public_url: str | None = None, max_body: int = 64 * 1024, max_query
             }},
         },
     }
+    _add_server_limits(doc["paths"])
     if public_url:
         doc["servers"] = [{"url": public_url.rstrip("/")}]
     return doc
+
+
+#: gunicorn's own limit (``limit_request_line``): a longer request line never reaches the app.
+MAX_REQUEST_LINE = 4094
+
+
+def _add_server_limits(paths: dict[str, Any]) -> None:
+    """Every operation can meet the HTTP server's request-line limit, which it answers in HTML."""
+    for item in paths.values():
+        for operation in item.values():
+            response = operation["responses"].setdefault("414", _error("the query string is too long"))
+            response["description"] = (
+                f"{response['description']}; a request line (method, path and query) over {MAX_REQUEST_LINE} "
+                "bytes is refused by the HTTP server itself, with a small HTML page, before the API sees it")
+            response["content"]["text/html"] = {"schema": {"type": "string"}}
