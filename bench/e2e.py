@@ -1,13 +1,17 @@
 """The whole stack vs the bare kernel: what the service costs on top of the pixels.
 
-A 4096x4096, max_iter 500 job through the embedded service (HTTP submit →
-in-process fan-out → tiles in the local store → assemble → PNG result, polled
+A 4096x4096 job (max_iter 500 by default; docs/BENCHMARKS.md uses 1000) through the
+embedded service (HTTP submit → in-process fan-out → tiles in the local store → assemble → PNG result, polled
 over HTTP until done) against the bare kernel rendering the same tiles in one
 process on the same cores (a thread pool of one thread per core, no encoding,
 no store). Interleaved, median of --repeat runs; each service run uses a fresh
 store so nothing is served from cache.
 
-    .venv/bin/python bench/e2e.py [--size 4096] [--max-iter 500] [--repeat 3]
+    .venv/bin/python bench/e2e.py [--fractal julia|mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
+
+``--fractal julia`` is the default view (c = -0.8+0.156i, about 46 iterations a pixel at
+max_iter 1000: light, so per-pixel costs dominate); ``--fractal mandelbrot`` is the whole set
+(centre -0.5,0, scale 3), where the points inside run to max_iter.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from common import embedded_service, median, run_job
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
+
+VIEWS = {"julia": {"c": [-0.8, 0.156]},
+         "mandelbrot": {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0}}
 
 
 def bare_kernel(spec_dict: dict, workers: int) -> float:
@@ -43,13 +50,14 @@ def service_run(spec_dict: dict) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fractal", default="julia", choices=sorted(VIEWS))
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--max-iter", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--format", default="png", choices=["png", "msgpack"])
     args = ap.parse_args()
     workers = os.cpu_count() or 1
-    spec = {"c": [-0.8, 0.156], "width": args.size, "height": args.size, "max_iter": args.max_iter,
+    spec = {**VIEWS[args.fractal], "width": args.size, "height": args.size, "max_iter": args.max_iter,
             "format": args.format}
     bare_kernel({**spec, "width": 64, "height": 64}, workers)  # compile
     bare, stack = [], []
@@ -57,11 +65,12 @@ def main() -> None:
         bare.append(bare_kernel(spec, workers))
         stack.append(service_run(spec))
     b, s = median(bare), median(stack)
-    print(f"{args.size}x{args.size} julia, max_iter {args.max_iter}, {args.format}, {workers} cores, "
+    print(f"{args.size}x{args.size} {args.fractal}, max_iter {args.max_iter}, {args.format}, {workers} cores, "
           f"median of {args.repeat}")
     print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in bare)}")
     print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in stack)}")
-    print(f"ratio service / bare kernel: {s / b:.3f}x")
+    print(f"ratio service / bare kernel: {s / b:.3f}x (median of the paired runs' ratios: "
+          f"{median([x / y for x, y in zip(stack, bare)]):.3f}x)")
 
 
 if __name__ == "__main__":

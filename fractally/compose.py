@@ -16,7 +16,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally.codec import DeflatedRows, PngStreamWriter, deflate_rows, write_msgpack_stream
+from fractally.codec import DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, write_msgpack_stream
 from fractally.colour import colourize
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
@@ -57,8 +57,15 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
 
 
 def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
-    """One band to compressed PNG rows; colours tile by tile, so only RGB (3 bytes a pixel) is joined."""
-    return deflate_rows(np.hstack([colourize(c, s, spec.max_iter, spec.colormap) for c, s in parts]))
+    """One band to compressed PNG rows; colours tile by tile, straight into the band's PNG rows."""
+    rows = parts[0][0].shape[0]
+    raw = filtered_rows(rows, sum(c.shape[1] for c, _ in parts))
+    x = 1
+    for counts, smooth in parts:
+        rgb = colourize(counts, smooth, spec.max_iter, spec.colormap)
+        raw[:, x : x + rgb.shape[1] * 3] = rgb.reshape(rows, -1)
+        x += rgb.shape[1] * 3
+    return deflate_filtered(raw)
 
 
 def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Executor | None = None) -> None:

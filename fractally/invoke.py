@@ -1,7 +1,8 @@
 """How the api reaches render_tile and assemble: in-process, over HTTP, or (see queue.py) NATS.
 
 Every invoker fans out a job's missing tiles, counts them back, and when the
-last one has landed triggers assemble — once per job per invoker; concurrent
+last one has landed triggers assemble (the in-process invoker starts it with the
+tiles and feeds it band by band) — once per job per invoker; concurrent
 or repeated completions still give one result because assemble claims the job
 and writes with put-if-absent. The handlers never know which invoker called.
 """
@@ -27,6 +28,9 @@ log = logging.getLogger("fractally.invoke")
 @dataclass
 class _Tracker:
     remaining: int
+    job: jobs.Job | None = None
+    present: int = 0  # tiles already in the store when the job was dispatched
+    stored: int = 0  # tiles this invoker has seen stored since
     failures: list[str] = field(default_factory=list)
 
 
@@ -42,12 +46,22 @@ class Invoker(abc.ABC):
         with self._lock:
             return job_id in self._active
 
+    def progress(self, job_id: str) -> tuple[jobs.Job, int] | None:
+        """The job and how many of its tiles are stored, if this invoker runs it (else None):
+        a status poll answered from memory instead of listing the store."""
+        with self._lock:
+            tracker = self._active.get(job_id)
+            if tracker is None or tracker.job is None:
+                return None
+            return tracker.job, tracker.present + tracker.stored
+
     def dispatch(self, job: jobs.Job, indices: list[int]) -> bool:
         """Send ``indices`` of ``job`` to render_tile (no-op if this invoker already runs the job)."""
         with self._lock:
             if job.id in self._active:
                 return False
-            self._active[job.id] = _Tracker(remaining=len(indices))
+            self._active[job.id] = _Tracker(remaining=len(indices), job=job, present=job.tiles_total - len(indices))
+        self._started(job, indices)
         if not indices:
             self._send_assemble(job.id)
         for index in indices:
@@ -60,22 +74,40 @@ class Invoker(abc.ABC):
             tracker.remaining -= 1
             if error is not None:
                 tracker.failures.append(f"tile {index}: {error}")
+            else:
+                tracker.stored += 1
             finished = tracker.remaining == 0
             failures = list(tracker.failures)
         if not finished:
             return
-        if failures:
-            self._finish(job.id, f"{len(failures)} tile(s) could not be rendered ({failures[0]})")
+        self._tiles_finished(job.id, f"{len(failures)} tile(s) could not be rendered ({failures[0]})"
+                             if failures else None)
+
+    def _started(self, job: jobs.Job, indices: list[int]) -> None:
+        """Hook: the job is registered and its tiles are about to be sent."""
+
+    def _tiles_finished(self, job_id: str, error: str | None) -> None:
+        """Every dispatched tile has ended: assemble, or fail the job with ``error``."""
+        if error is not None:
+            self._finish(job_id, error)
         else:
-            self._send_assemble(job.id)
+            self._send_assemble(job_id)
 
     def _finish(self, job_id: str, error: str | None) -> None:
-        """The job left this invoker's hands: done, or failed with ``error`` (shown to the user)."""
-        if error is not None:
-            log.warning("job %s failed: %s", job_id, error)
-            jobs.mark_failed(self.store, job_id, error)
-        with self._lock:
-            self._active.pop(job_id, None)
+        """The job left this invoker's hands: done, or failed with ``error`` (shown to the user).
+
+        The job is released even if its failure cannot be recorded (the store is down): a
+        resubmission must be able to start it again.
+        """
+        try:
+            if error is not None:
+                log.warning("job %s failed: %s", job_id, error)
+                jobs.mark_failed(self.store, job_id, error)
+        except Exception:
+            log.error("could not record the failure of job %s", job_id, exc_info=True)
+        finally:
+            with self._lock:
+                self._active.pop(job_id, None)
 
     @abc.abstractmethod
     def _send_tile(self, job: jobs.Job, index: int) -> None:
@@ -89,17 +121,148 @@ class Invoker(abc.ABC):
         """Stop accepting work; running calls finish."""
 
 
+class TileFailed(RuntimeError):
+    """A tile of a pipelined assembly will not come (it failed or was cancelled)."""
+
+
+class _Pipeline:
+    """What a job's pipelined assembler waits on: which dispatched tiles are not stored yet, and
+    the arrays of tiles rendered here, held (up to ``budget`` bytes) until the assembler takes
+    them so it need not read them back. Also settles the job once both halves have ended."""
+
+    def __init__(self, indices: list[int], budget: int) -> None:
+        self.cond = threading.Condition()
+        self.pending = set(indices)
+        self.arrays: dict[int, tasks.Part] = {}
+        self.held = 0
+        self.budget = budget
+        self.failed = False
+        self.tiles_over = self.assembly_over = self.settled = False
+        self.tiles_error: str | None = None
+        self.assembly_error: str | None = None
+
+    def tile_ended(self, index: int, part: tasks.Part | None, ok: bool) -> None:
+        with self.cond:
+            self.pending.discard(index)
+            self.failed |= not ok
+            if part is not None and ok and not self.assembly_over:
+                size = part[0].nbytes + part[1].nbytes
+                if self.held + size <= self.budget:
+                    self.arrays[index] = part
+                    self.held += size
+            self.cond.notify_all()
+
+    def wait(self, index: int) -> tasks.Part | None:
+        """``tasks.assemble``'s ``ready``: block until tile ``index`` is stored; its arrays if held."""
+        with self.cond:
+            while index in self.pending and not self.failed:
+                self.cond.wait()
+            if self.failed:
+                raise TileFailed("a tile of this job could not be rendered")
+            part = self.arrays.pop(index, None)
+            if part is not None:
+                self.held -= part[0].nbytes + part[1].nbytes
+            return part
+
+    def end(self, *, tiles: bool = False, assembly: bool = False,
+            error: str | None = None) -> tuple[bool, str | None]:
+        """Record that the tiles or the assembly ended: (both have, just now; the job's error)."""
+        with self.cond:
+            if tiles:
+                self.tiles_over, self.tiles_error = True, error
+                self.failed |= error is not None
+                self.cond.notify_all()
+            if assembly:
+                self.assembly_over, self.assembly_error = True, error
+                self.arrays.clear()
+            if not (self.tiles_over and self.assembly_over) or self.settled:
+                return False, None
+            self.settled = True
+            return True, self.tiles_error or self.assembly_error
+
+
 class InProcessInvoker(Invoker):
-    """The embedded default: a thread pool in this process (numba releases the GIL)."""
+    """The embedded default: thread pools in this process (numba releases the GIL).
+
+    ``workers`` threads compute tiles; as many more write them to the store, so a core does not
+    wait for the disk (at most ``workers`` written tiles wait, then the renderers wait for them).
+    A job's assembly starts with its tiles and takes each band as soon as its tiles are stored
+    (``tasks.assemble(ready=...)``), with the arrays of the tiles rendered here handed over in
+    memory: colouring and compressing overlap rendering, and nothing is read back.
+    """
+
+    #: Bytes of tile arrays a job may hold for its assembler; beyond that it reads them back.
+    HANDOFF_BYTES = 64 * 2**20
 
     def __init__(self, store: ObjectStore, workers: int) -> None:
         super().__init__(store)
         self.tile_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="render_tile")
+        self.write_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="store_tile")
+        self._write_slots = threading.BoundedSemaphore(max(1, workers))
         self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble")
+        self._pipelines: dict[str, _Pipeline] = {}
+
+    def _started(self, job: jobs.Job, indices: list[int]) -> None:
+        if not indices:
+            return  # every tile is stored: the plain assembly starts at once
+        pipeline = _Pipeline(indices, self.HANDOFF_BYTES)
+        with self._lock:
+            self._pipelines[job.id] = pipeline
+        try:
+            future = self.assemble_pool.submit(tasks.assemble, job.id, self.store, ready=pipeline.wait)
+        except RuntimeError:  # shut down
+            self._settle(job.id, pipeline, assembly=True, error="cancelled")
+            return
+        future.add_done_callback(lambda f: self._settle(job.id, pipeline, assembly=True, error=_error_of(f)))
 
     def _send_tile(self, job: jobs.Job, index: int) -> None:
-        future = self.tile_pool.submit(tasks.render_tile, job.tile_task(index), self.store)
-        future.add_done_callback(lambda f: self._tile_done(job, index, _error_of(f)))
+        future = self.tile_pool.submit(tasks.compute_tile, job.tile_task(index), self.store, job.spec)
+        future.add_done_callback(lambda f: self._computed(job, index, f))
+
+    def _computed(self, job: jobs.Job, index: int, future: Future) -> None:
+        """On the render thread: hand the tile to a writer (waiting for a free slot), or end it here."""
+        error = _error_of(future)
+        if error is None and isinstance(future.result(), tasks.RenderedTile):
+            rendered = future.result()
+            self._write_slots.acquire()
+            try:
+                write = self.write_pool.submit(tasks.store_tile, rendered, self.store)
+            except RuntimeError:  # shut down
+                self._write_slots.release()
+                self._ended(job, index, None, "cancelled")
+                return
+            write.add_done_callback(lambda w: self._written(job, index, rendered, w))
+            return
+        self._ended(job, index, None, error)
+
+    def _written(self, job: jobs.Job, index: int, rendered: tasks.RenderedTile, future: Future) -> None:
+        self._write_slots.release()
+        error = _error_of(future)
+        self._ended(job, index, (rendered.counts, rendered.smooth) if error is None else None, error)
+
+    def _ended(self, job: jobs.Job, index: int, part: tasks.Part | None, error: str | None) -> None:
+        with self._lock:
+            pipeline = self._pipelines.get(job.id)
+        if pipeline is not None:
+            pipeline.tile_ended(index, part, error is None)
+        self._tile_done(job, index, error)
+
+    def _tiles_finished(self, job_id: str, error: str | None) -> None:
+        with self._lock:
+            pipeline = self._pipelines.get(job_id)
+        if pipeline is None:
+            super()._tiles_finished(job_id, error)
+        else:
+            self._settle(job_id, pipeline, tiles=True, error=error)
+
+    def _settle(self, job_id: str, pipeline: _Pipeline, **ended: Any) -> None:
+        """Finish a pipelined job once its tiles and its assembly have both ended."""
+        settled, error = pipeline.end(**ended)
+        if not settled:
+            return
+        with self._lock:
+            self._pipelines.pop(job_id, None)
+        self._finish(job_id, error)
 
     def _send_assemble(self, job_id: str) -> None:
         future = self.assemble_pool.submit(tasks.assemble, job_id, self.store)
@@ -107,6 +270,7 @@ class InProcessInvoker(Invoker):
 
     def close(self) -> None:
         self.tile_pool.shutdown(wait=False, cancel_futures=True)
+        self.write_pool.shutdown(wait=False, cancel_futures=True)
         self.assemble_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -149,7 +313,7 @@ class HttpInvoker(Invoker):
                 continue
             if resp.status_code < 300:
                 return resp.json()
-            last = f"HTTP {resp.status_code}"
+            last = f"HTTP {resp.status_code}{_said(resp)}"
             if resp.status_code not in self.RETRY_STATUSES:
                 break
         raise RuntimeError(f"the function did not answer successfully ({last})")
@@ -164,6 +328,15 @@ class HttpInvoker(Invoker):
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _said(resp: Any) -> str:
+    """The function's own error message, if it answered in API.md's error shape (written for users)."""
+    try:
+        message = resp.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        return ""
+    return f": {message[:200]}" if isinstance(message, str) else ""
 
 
 def _error_of(future: Future) -> str | None:

@@ -154,15 +154,22 @@ class Status:
 
 def status(store: ObjectStore, job_id: str) -> Status:
     """Where the job is, read off the store: result → done, failure record → failed, else tiles."""
-    job = load(store, job_id)
+    return status_of(store, load(store, job_id))
+
+
+def status_of(store: ObjectStore, job: Job, tiles_done: int | None = None) -> Status:
+    """``status`` of a loaded job; ``tiles_done``, when the caller knows it (the invoker that runs
+    the job counts its tiles as they land), saves listing the tiles. The result and the failure
+    record are always read off the store."""
     if store.exists(job.result_key):
         return Status(job, "done", job.tiles_total)
+    count = (lambda: len(tiles_present(store, job))) if tiles_done is None else (lambda: tiles_done)  # noqa: E731
     try:
-        error = json.loads(store.get(failed_key(job_id)))["error"]
-        return Status(job, "failed", len(tiles_present(store, job)), error)
+        error = json.loads(store.get(failed_key(job.id)))["error"]
+        return Status(job, "failed", count(), error)
     except KeyNotFound:
         pass
-    done = len(tiles_present(store, job))
+    done = count()
     if done >= job.tiles_total:
         return Status(job, "assembling", done)
     return Status(job, "running" if done else "queued", done)

@@ -54,7 +54,13 @@ class Service:
         return jobs.status(self.store, job.id), created
 
     def status(self, job_id: str) -> jobs.Status:
-        return jobs.status(self.store, job_id)
+        """Off the store; for a job this process runs, its manifest and tile count come from the
+        invoker's memory (no manifest read, no listing of thousands of tiles per poll)."""
+        live = self.invoker.progress(job_id)
+        if live is None:
+            return jobs.status(self.store, job_id)
+        job, tiles_done = live
+        return jobs.status_of(self.store, job, tiles_done)
 
     def result_url(self, job: jobs.Job) -> str:
         return self.store.url(job.result_key, self.settings.url_expiry)

@@ -14,13 +14,17 @@ import socket
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from fractally import jobs
 from fractally.codec import decode_tile, encode_tile
-from fractally.compose import CONTENT_TYPES, Band, write_image
+from fractally.compose import CONTENT_TYPES, Band, Part, write_image
 from fractally.errors import BadRequest, KeyNotFound, SpecError
-from fractally.spec import parse_spec
+from fractally.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
 from fractally.tiling import band, grid, render_tile_arrays, tile
 
@@ -44,8 +48,37 @@ def parse_tile_task(task: Any) -> tuple[str, Any, int]:
 
 def render_tile(task: dict, store: ObjectStore) -> dict[str, Any]:
     """Render one tile into the store unless it is already there."""
+    rendered = compute_tile(task, store)
+    return rendered if isinstance(rendered, dict) else store_tile(rendered, store)
+
+
+@dataclass(frozen=True)
+class RenderedTile:
+    """A tile computed and encoded but not yet stored: ``render_tile`` split in two, so the
+    in-process invoker can write one tile on an I/O thread while its core computes the next."""
+
+    job_id: str
+    index: int
+    key: str
+    counts: np.ndarray
+    smooth: np.ndarray
+    data: bytes
+    started: float
+    render_seconds: float
+    encode_seconds: float
+
+
+def compute_tile(task: dict, store: ObjectStore, spec: RenderSpec | None = None) -> dict[str, Any] | RenderedTile:
+    """``render_tile``'s first half: the answer if the tile is already stored, else the tile to store.
+
+    ``spec``: the task's spec, already parsed by a caller that built the task itself (the
+    in-process invoker), which saves validating and hashing it again for every tile.
+    """
     started = time.perf_counter()
-    job_id, spec, index = parse_tile_task(task)
+    if spec is None:
+        job_id, spec, index = parse_tile_task(task)
+    else:
+        job_id, index = task["job"], task["tile"]
     try:
         t = tile(spec, index)
     except IndexError as err:
@@ -58,21 +91,54 @@ def render_tile(task: dict, store: ObjectStore) -> dict[str, Any]:
     counts, smooth = render_tile_arrays(spec, t)
     t1 = time.perf_counter()
     data = encode_tile(counts, smooth, spec.max_iter)
-    store.put(key, data)
-    t2 = time.perf_counter()
-    return {"job": job_id, "tile": index, "key": key, "cached": False,
-            "seconds": {"render": t1 - t0, "encode_store": t2 - t1, "total": t2 - started}}
+    return RenderedTile(job_id, index, key, counts, smooth, data, started, t1 - t0, time.perf_counter() - t1)
 
 
-def _bands(store: ObjectStore, job: jobs.Job) -> Iterator[Band]:
+def store_tile(rendered: RenderedTile, store: ObjectStore) -> dict[str, Any]:
+    """``render_tile``'s second half: write the tile; answers as ``render_tile`` does."""
+    t0 = time.perf_counter()
+    store.put(rendered.key, rendered.data)
+    t1 = time.perf_counter()
+    return {"job": rendered.job_id, "tile": rendered.index, "key": rendered.key, "cached": False,
+            "seconds": {"render": rendered.render_seconds, "encode_store": rendered.encode_seconds + t1 - t0,
+                        "total": t1 - rendered.started}}
+
+
+#: ``assemble``'s ``ready``: blocks until tile ``index`` is stored; may hand over its arrays.
+TileReady = Callable[[int], "Part | None"]
+
+
+def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None) -> Iterator[Band]:
     """Read the job's tiles one band at a time (memory: one band)."""
     rows, _ = grid(job.spec)
     for r in range(rows):
         parts = []
         for t in band(job.spec, r):
-            decoded = decode_tile(store.get(jobs.tile_key(job.pixels_hash, t.index)))
-            parts.append((decoded.counts, decoded.smooth))
+            part = ready(t.index) if ready is not None else None
+            if part is None:
+                decoded = decode_tile(store.get(jobs.tile_key(job.pixels_hash, t.index)))
+                part = (decoded.counts, decoded.smooth)
+            parts.append(part)
         yield parts
+
+
+def _holder_is_dead(holder: str) -> bool:
+    """True if the claim was taken by a process of this host that no longer exists.
+
+    An assembler killed mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the
+    worker its server starts in its place is on the same host and can tell at once. A holder on
+    another host is judged by the claim's age alone (CLAIM_TIMEOUT).
+    """
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, under another user
+        return False
+    return False
 
 
 def _claim(store: ObjectStore, job_id: str) -> bool:
@@ -81,38 +147,48 @@ def _claim(store: ObjectStore, job_id: str) -> bool:
     if store.put_if_absent(jobs.claim_key(job_id), body, "application/json"):
         return True
     try:
-        held_at = float(json.loads(store.get(jobs.claim_key(job_id)))["at"])
-    except (KeyNotFound, ValueError, KeyError):
-        held_at = 0.0
-    if time.time() - held_at < CLAIM_TIMEOUT:
+        held = json.loads(store.get(jobs.claim_key(job_id)))
+        held_at, holder = float(held["at"]), str(held.get("by", ""))
+    except (KeyNotFound, ValueError, KeyError, TypeError):
+        held_at, holder = 0.0, ""
+    if time.time() - held_at < CLAIM_TIMEOUT and not _holder_is_dead(holder):
         return False
     store.put(jobs.claim_key(job_id), body, "application/json")  # the holder is gone: take over
     return True
 
 
-def assemble(job_id: str, store: ObjectStore, *, force: bool = False) -> dict[str, Any]:
+def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
+             ready: TileReady | None = None) -> dict[str, Any]:
     """Compose the job's tiles into its result, once.
 
     Returns ``{"status": "done" | "busy" | "incomplete", ...}``. ``force`` ignores a
     live claim (two forced assembles still give one result: put-if-absent).
+
+    With ``ready`` the assembly is pipelined (the in-process invoker starts it together with
+    the tiles): every tile goes through ``ready(index)`` before it is read, which blocks until
+    the tile is stored and may hand over its arrays (then the store is not read); it raises if
+    the tile will not come, which aborts the assembly (no result; the claim is released). So
+    the first bands are coloured and compressed while the last ones still render.
     """
     started = time.perf_counter()
     job = jobs.load(store, job_id)
     if store.exists(job.result_key):
         return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
-    missing = jobs.missing_tiles(store, job)
-    if missing:
-        return {"job": job_id, "status": "incomplete", "missing": len(missing)}
+    if ready is None:
+        missing = jobs.missing_tiles(store, job)
+        if missing:
+            return {"job": job_id, "status": "incomplete", "missing": len(missing)}
     if not force and not _claim(store, job_id):
         return {"job": job_id, "status": "busy"}
-    fd, tmp = tempfile.mkstemp(prefix="fractally-result-")
+    # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
+    fd, tmp = tempfile.mkstemp(prefix="fractally-result-", dir=getattr(store, "scratch_dir", None))
     try:
         with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            write_image(job.spec, _bands(store, job), out, pool)
+            write_image(job.spec, _bands(store, job, ready), out, pool)
         size = os.path.getsize(tmp)
         written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
     finally:
-        os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         store.delete(jobs.claim_key(job_id))  # also on failure, so a retry can assemble at once
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
             "seconds": time.perf_counter() - started}

@@ -84,6 +84,38 @@ def test_tiles_round_trip_through_the_same_format():
     np.testing.assert_array_equal(tile.smooth, smooth)
 
 
+@pytest.mark.parametrize("max_iter, dtype", [(1, "uint8"), (255, "uint8"), (256, "uint16"), (65535, "uint16"),
+                                             (65536, "uint32")])
+def test_tiles_keep_counts_in_the_narrowest_type_that_holds_max_iter(max_iter, dtype):
+    rng = np.random.default_rng(7)
+    counts = rng.integers(0, max_iter + 1, (9, 11), dtype=np.uint32)
+    counts[0, 0] = max_iter
+    smooth = rng.random((9, 11), dtype=np.float32)
+    data = encode_tile(counts, smooth, max_iter)
+    assert msgpack.unpackb(data)["dtype"] == dtype
+    tile = decode_tile(data)
+    np.testing.assert_array_equal(tile.counts, counts)
+    np.testing.assert_array_equal(tile.smooth, smooth)
+    assert tile.max_iter == max_iter
+    if dtype == "uint32":  # a wide tile is the result format byte for byte
+        assert data == encode_msgpack(counts, smooth, max_iter)
+
+
+def test_a_tile_count_above_max_iter_is_refused_not_wrapped():
+    with pytest.raises(ValueError, match="max_iter"):
+        encode_tile(np.array([[256]], np.uint32), np.zeros((1, 1), np.float32), 255)
+
+
+@pytest.mark.parametrize("rows, width", [(1, 1), (3, 7), (700, 2100)])
+def test_rows_filled_in_place_deflate_to_the_same_bytes(rows, width):
+    from fractally.codec import deflate_filtered, deflate_rows, filtered_rows
+
+    rgb = (np.random.default_rng(rows).integers(0, 8, (rows, width, 3)) * 30).astype(np.uint8)
+    raw = filtered_rows(rows, width)
+    raw[:, 1:] = rgb.reshape(rows, -1)
+    assert deflate_filtered(raw) == deflate_rows(rgb)
+
+
 def test_minimal_api_result_without_smooth_decodes():
     counts, _ = result_arrays(2, 3)
     data = msgpack.packb({"width": 3, "height": 2, "max_iter": MAX_ITER, "dtype": "uint32",

@@ -208,3 +208,38 @@ def test_assemble_of_an_unknown_job_is_404(assemble_client):
 def test_assemble_without_a_job_id_is_400_naming_job(assemble_client, body):
     error = _assert_error_shape(assemble_client.post("/", json=body), 400, 400)
     assert error["field"] == "job"
+
+
+@pytest.mark.parametrize("fmt", ["png", "msgpack"])
+def test_inprocess_job_assembled_while_rendering_equals_a_local_render(settings, store, fmt):
+    """The in-process invoker assembles band by band as tiles land, some handed over in memory and
+    some (stored before the job started) read back: the result is the local render's, byte for byte."""
+    import io
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fractally.compose import render_bands, write_image
+    from fractally.invoke import InProcessInvoker
+    from fractally.service import Service
+
+    spec = parse_spec({**SPEC, "width": 100, "height": 70, "max_iter": 300, "format": fmt})  # 7 x 5 tiles
+    job = jobs.create(store, spec)[0]
+    for index in (0, 8, 20):
+        tasks.render_tile(job.tile_task(index), store)
+    service = Service(settings, store, InProcessInvoker(store, 2), ThreadPoolExecutor(1))
+    try:
+        status, _ = service.submit(spec)
+        assert status.status in ("queued", "running", "assembling") and status.tiles_done >= 3
+        deadline = time.monotonic() + 30
+        while service.invoker.is_active(job.id):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert service.status(job.id).status == "done"
+    finally:
+        service.close()
+    expected = io.BytesIO()
+    with ThreadPoolExecutor(2) as pool:
+        write_image(spec, render_bands(spec, pool), expected, pool)
+    assert store.get(job.result_key) == expected.getvalue()
+    assert not store.exists(jobs.claim_key(job.id))
+    assert len(store.list(jobs.tiles_prefix(job.pixels_hash))) == job.tiles_total

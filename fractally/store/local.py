@@ -112,6 +112,13 @@ class LocalStore(ObjectStore):
             return False  # cheap early answer; the hard link below is what decides a race
         return self._place(key, path, self._temp_from(lambda f: f.write(data)), exclusive=True)
 
+    @property
+    def scratch_dir(self) -> Path:
+        """A folder for files that are about to become objects (same filesystem as the store):
+        ``put_file`` moves a file from here into place instead of copying it. Assemble writes
+        its result here, which saves a copy of the whole image."""
+        return self._tmp
+
     def put_file(
         self,
         key: str,
@@ -122,9 +129,17 @@ class LocalStore(ObjectStore):
         """Copy the file in (streamed; the kernel's copy path where it has one).
 
         Copied, not linked or moved: a hard link would make the stored object change if the
-        caller later rewrote its file, and a move would take the caller's file away.
+        caller later rewrote its file, and a move would take the caller's file away. The
+        exception is a file in ``scratch_dir``, which the caller wrote for the store: it is
+        moved (renamed or hard-linked, then unlinked), so it is gone afterwards either way.
         """
         target = self._path(key)
+        if Path(path).parent == self._tmp:
+            if if_absent and target.is_file():
+                Path(path).unlink(missing_ok=True)
+                return False
+            os.chmod(path, _FILE_MODE)
+            return self._place(key, target, Path(path), exclusive=if_absent)
         if if_absent and target.is_file():
             return False
         with open(path, "rb") as src:

@@ -1,0 +1,91 @@
+"""Scaling: the embedded service with every core rendering vs the same service with one worker.
+
+Two embedded services run side by side, one with the default workers (one per core) and one with
+``FRACTALLY_WORKERS=1``; each round submits the same compute-bound job to both, one after the other
+(the order alternates), each round a fresh picture (the centre moves by a fraction of a pixel, so
+no tile is served from the store). Next to it, the bare kernel over the same tiles with one and
+with all threads, to show what the machine itself gives at that moment (it is shared).
+
+The job: the whole Mandelbrot set (centre -0.5,0, scale 3), 2048x2048, max_iter 20000 (about
+3400 iterations a pixel: the kernel is nearly all of the work).
+
+    .venv/bin/python bench/scaling.py [--size 2048] [--max-iter 20000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from common import embedded_service, median, run_job
+
+from fractally.compose import render_bands
+from fractally.spec import parse_spec
+
+
+def job_spec(size: int, max_iter: int, shift: int) -> dict:
+    return {"fractal": "mandelbrot", "center": [-0.5 + shift * 1e-9, 0.0], "scale": 3.0, "width": size,
+            "height": size, "max_iter": max_iter}
+
+
+def timed_job(base: str, spec: dict) -> float:
+    t0 = time.perf_counter()
+    run_job(base, spec, poll=0.01)
+    return time.perf_counter() - t0
+
+
+def bare_kernel(spec: dict, threads: int) -> float:
+    parsed = parse_spec(spec)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in render_bands(parsed, pool):
+            pass
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--max-iter", type=int, default=20000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    runs: dict[str, list[float]] = {"service, all cores": [], "service, 1 worker": [],
+                                    "bare kernel, all cores": [], "bare kernel, 1 thread": []}
+    with contextlib.ExitStack() as stack:
+        all_cores = stack.enter_context(embedded_service(stack.enter_context(tempfile.TemporaryDirectory())))
+        one = stack.enter_context(embedded_service(stack.enter_context(tempfile.TemporaryDirectory()),
+                                                   {"FRACTALLY_WORKERS": "1"}))
+        for base in (all_cores, one):  # load the kernels before timing
+            run_job(base, {**job_spec(64, 100, 0)})
+        bare_kernel(job_spec(64, 100, 0), 1)
+        for r in range(args.rounds):
+            spec = job_spec(args.size, args.max_iter, r + 1)
+            order = [("service, all cores", all_cores), ("service, 1 worker", one)]
+            for name, base in order if r % 2 == 0 else order[::-1]:
+                runs[name].append(timed_job(base, spec))
+            runs["bare kernel, all cores"].append(bare_kernel(spec, cores))
+            runs["bare kernel, 1 thread"].append(bare_kernel(spec, 1))
+            print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)
+    service = [o / a for o, a in zip(runs["service, 1 worker"], runs["service, all cores"])]
+    bare = [o / a for o, a in zip(runs["bare kernel, 1 thread"], runs["bare kernel, all cores"])]
+    print(f"\nmandelbrot {args.size}x{args.size}, max_iter {args.max_iter}, {cores} cores, "
+          f"median of {args.rounds} rounds (wall seconds, submit -> done for the service)")
+    for name, values in runs.items():
+        print(f"  {name:24} {median(values):7.2f} s   runs: {', '.join(f'{v:.2f}' for v in values)}")
+    print(f"scaling, service:     {median(service):.2f}x  (1 worker / all cores, median of the rounds' ratios)")
+    print(f"scaling, bare kernel: {median(bare):.2f}x  (what the machine gave the kernel in the same rounds)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"runs": runs, "service_scaling": median(service), "bare_scaling": median(bare),
+                       "cores": cores, "size": args.size, "max_iter": args.max_iter}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
