@@ -36,6 +36,7 @@ chromium:
 
 # The whole suite, then the kernels' Python source once more with the JIT off.
 test: install chromium
+	$(PY) -m fractally.warmup  # compile the kernels once into $(NUMBA_CACHE_DIR); the test processes load them
 	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
 

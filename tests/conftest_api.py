@@ -29,7 +29,7 @@ _URL = re.compile(r"http://127\.0\.0\.1:[1-9][0-9]*")
 SMALL_SPEC = {"c": [-0.8, 0.156], "width": 32, "height": 24, "max_iter": 100, "tile_size": 16}
 
 
-def wait_until_done(get_status: Callable[[str], dict[str, Any]], job_id: str, timeout: float = 30.0) -> dict:
+def wait_until_done(get_status: Callable[[str], dict[str, Any]], job_id: str, timeout: float = 120.0) -> dict:
     """Poll a job's status (``get_status(id) -> body``) until it is done or failed."""
     deadline = time.monotonic() + timeout
     while True:
