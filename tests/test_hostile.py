@@ -326,8 +326,10 @@ def send(port: int, raw: bytes, timeout: float = 20.0) -> Answer:
         try:
             sock.sendall(raw)
             sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered (413, 400) and closed before reading everything: read the answer
+        except OSError:
+            # the server answered (413, 400) and closed before reading everything (EPIPE, ECONNRESET,
+            # or ENOTCONN from the half-close): read the answer
+            pass
         data = b""
         try:
             while chunk := sock.recv(65536):
