@@ -15,6 +15,8 @@ from typing import Iterator
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The server process behind each base URL that ``embedded_service`` yielded (for ``cpu_seconds``).
+SERVERS: dict[str, subprocess.Popen] = {}
 
 
 def free_port() -> int:
@@ -32,10 +34,12 @@ def embedded_service(store_dir: str | Path, extra_env: dict[str, str] | None = N
                              "--port", str(port)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
+    SERVERS[base] = proc
     try:
         wait_healthy(base, proc)
         yield base
     finally:
+        SERVERS.pop(base, None)
         proc.terminate()
         try:
             proc.wait(10)
@@ -71,6 +75,23 @@ def run_job(base: str, spec: dict, poll: float = 0.02, timeout: float = 900.0) -
             return status
         time.sleep(poll)
     raise TimeoutError(f"job {job_id} not done after {timeout} s")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds so far of a process and all its descendants (Linux /proc), e.g.
+    gunicorn's master and worker: a figure the other tenants of a shared machine do not move."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
 
 
 def median(values: list[float]) -> float:

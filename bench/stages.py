@@ -1,0 +1,102 @@
+"""Where the stack's CPU goes: one job through the in-process service, CPU seconds per stage.
+
+Runs the embedded service's core in this process (``Service`` with the in-process invoker and a
+local-folder store, no HTTP) on the job of bench/e2e.py, with the stages wrapped to add up the CPU
+time (``time.thread_time``) of the threads that run them: the kernel, tile encoding, tile writes,
+tile reads and decoding (tiles not handed over in memory), colouring, deflate. "Other" is the rest
+of the process's CPU time (parsing, bookkeeping, thread hand-offs, the result file). Median of
+``--repeat`` jobs, each on a fresh store.
+
+    .venv/bin/python bench/stages.py [--fractal julia|mandelbrot] [--size 4096] [--max-iter 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+
+from e2e import VIEWS
+
+from fractally import compose, tasks
+from fractally.config import Settings
+from fractally.service import Service
+from fractally.spec import parse_spec
+from fractally.store.local import LocalStore
+
+STAGES = [  # (module or class, function, stage)
+    (tasks, "render_tile_arrays", "kernel"),
+    (tasks, "encode_tile", "encode tiles"),
+    (LocalStore, "put", "write tiles"),
+    (LocalStore, "get", "read tiles"),
+    (tasks, "decode_tile", "decode tiles"),
+    (compose, "colourize", "colour"),
+    (compose, "deflate_filtered", "deflate"),
+]
+
+
+def instrument(totals: dict[str, float]) -> None:
+    lock = threading.Lock()
+    for owner, name, stage in STAGES:
+        inner = getattr(owner, name)
+
+        def timed(*args, _inner=inner, _stage=stage, **kwargs):
+            c0 = time.thread_time()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                with lock:
+                    totals[_stage] += time.thread_time() - c0
+
+        setattr(owner, name, timed)
+
+
+def one_job(spec_dict: dict) -> tuple[float, float]:
+    spec = parse_spec(spec_dict)
+    store_dir = tempfile.mkdtemp(prefix="fractally-stages-")
+    service = Service.from_settings(Settings(store_url=store_dir))
+    try:
+        c0, t0 = time.process_time(), time.perf_counter()
+        status, _ = service.submit(spec)
+        while service.invoker.is_active(status.job.id):
+            time.sleep(0.002)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        assert service.status(status.job.id).status == "done"
+        return wall, cpu
+    finally:
+        service.close()
+        shutil.rmtree(store_dir)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fractal", default="julia", choices=sorted(VIEWS))
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--max-iter", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    spec = {**VIEWS[args.fractal], "width": args.size, "height": args.size, "max_iter": args.max_iter}
+    one_job({**spec, "width": 64, "height": 64})  # load the kernels
+    totals: dict[str, float] = collections.defaultdict(float)
+    instrument(totals)
+    runs = []
+    for r in range(args.repeat):
+        totals.clear()
+        wall, cpu = one_job({**spec, "center": [spec.get("center", [0.0, 0.0])[0] + (r + 1) * 1e-9,
+                                                spec.get("center", [0.0, 0.0])[1]]})
+        runs.append({**totals, "other": cpu - sum(totals.values()), "all": cpu, "wall": wall})
+    med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in [s for _, _, s in STAGES] + ["other", "all"]}
+    print(f"{args.size}x{args.size} {args.fractal}, max_iter {args.max_iter}: CPU seconds by stage, "
+          f"median of {args.repeat} jobs (wall {statistics.median(r['wall'] for r in runs):.2f} s)")
+    for stage, seconds in med.items():
+        share = "" if stage == "all" else f"{seconds / med['all']:6.1%}"
+        print(f"  {stage:14} {seconds:6.3f}  {share}")
+    print(f"  stack CPU / kernel CPU: {med['all'] / med['kernel']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
