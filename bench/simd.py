@@ -273,7 +273,7 @@ def main() -> None:
         specs = {fmt: parse_spec({**LARGE, "format": fmt}) for fmt in ("msgpack", "png")}
 
         def pipeline(fmt):  # what `fractally render` does after start-up: tiles on two threads, encode, write
-            return lambda: write_image_file(specs[fmt], render_bands(specs[fmt], pool), tmp / f"inproc.{fmt}")
+            return lambda: write_image_file(specs[fmt], render_bands(specs[fmt], pool), tmp / f"inproc.{fmt}", pool)
 
         # ---- warm up (compile), and check everything computes the same counts
         for fn in (naive, ours, ours32, ours_tiles):
