@@ -1,8 +1,8 @@
 """The whole stack vs the bare kernel: what the service costs on top of the pixels.
 
 A 4096x4096 job (max_iter 500 by default; docs/BENCHMARKS.md uses 1000) through the
-embedded service (HTTP submit → in-process fan-out → tiles in the local store → assemble → PNG result, polled
-over HTTP until done) against the bare kernel rendering the same tiles in one
+embedded service (HTTP submit → in-process fan-out → tiles in the local store → assemble → PNG result; done when
+the result object is in the store, confirmed over HTTP) against the bare kernel rendering the same tiles in one
 process on the same cores (a thread pool of one thread per core, no encoding,
 no store). Interleaved, median of --repeat runs; each service run uses a fresh
 store so nothing is served from cache.
@@ -22,7 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import SERVERS, cpu_seconds, embedded_service, median, run_job
+from common import SERVERS, cpu_seconds, embedded_service, median, run_job, run_job_in
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -47,7 +47,7 @@ def service_run(spec_dict: dict) -> tuple[float, float]:
         run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
         pid = SERVERS[base].pid
         c0, t0 = cpu_seconds(pid), time.perf_counter()
-        run_job(base, spec_dict)
+        run_job_in(base, store, spec_dict)
         return time.perf_counter() - t0, cpu_seconds(pid) - c0
 
 

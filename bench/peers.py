@@ -5,7 +5,8 @@ the same numba kernel, then ``encode_tile`` and a put into a local-folder store)
 result with ``fractally.tasks.assemble`` (the same band-by-band PNG writer), one task per tile,
 two workers (one per core):
 
-* **fractally**: the embedded service (``fractally serve``), HTTP submit -> poll until done;
+* **fractally**: the embedded service (``fractally serve``), HTTP submit -> its result object is in
+  the store (``common.run_job_in``);
 * **dask**: ``distributed.LocalCluster`` (2 worker processes, 1 thread each), ``client.map`` over
   the tiles, then assemble in the driver;
 * **lithops**: ``LocalhostExecutor`` (its localhost backend and storage, 2 worker processes),
@@ -40,7 +41,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from common import embedded_service, median, run_job
+from common import embedded_service, median, run_job_in
 
 from fractally import jobs, tasks
 from fractally.spec import parse_spec
@@ -159,16 +160,16 @@ class Ray(Peer):
 
 
 class Ours:
-    """The embedded service, submit -> done over HTTP (status polled every 10 ms)."""
+    """The embedded service: submit over HTTP -> the result object is in its store."""
 
     name = "fractally"
 
-    def __init__(self, base: str) -> None:
-        self.base = base
+    def __init__(self, base: str, store_dir: str) -> None:
+        self.base, self.store_dir = base, store_dir
 
     def run(self, spec: dict) -> float:
         t0 = time.perf_counter()
-        run_job(self.base, spec, poll=0.01)
+        run_job_in(self.base, self.store_dir, spec)
         return time.perf_counter() - t0
 
     def close(self) -> None:
@@ -220,8 +221,9 @@ def main() -> None:
     runs: dict[str, dict[str, list[float]]] = {job: {} for job in args.jobs}
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="fractally-peers-"))
-        base = stack.enter_context(embedded_service(os.path.join(tmp, "fractally")))
-        systems: list[Any] = [start(lambda: Ours(base), "fractally")]
+        ours = os.path.join(tmp, "fractally")
+        base = stack.enter_context(embedded_service(ours))
+        systems: list[Any] = [start(lambda: Ours(base, ours), "fractally")]
         for name in args.peers:
             systems.append(start(lambda: kinds[name](os.path.join(tmp, name)), name))
         systems = [s for s in systems if s is not None]

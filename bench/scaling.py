@@ -22,7 +22,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import embedded_service, median, run_job
+from common import embedded_service, median, run_job, run_job_in
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -33,9 +33,9 @@ def job_spec(size: int, max_iter: int, shift: int) -> dict:
             "height": size, "max_iter": max_iter}
 
 
-def timed_job(base: str, spec: dict) -> float:
+def timed_job(base: str, store: str, spec: dict) -> float:
     t0 = time.perf_counter()
-    run_job(base, spec, poll=0.01)
+    run_job_in(base, store, spec)
     return time.perf_counter() - t0
 
 
@@ -59,17 +59,17 @@ def main() -> None:
     runs: dict[str, list[float]] = {"service, all cores": [], "service, 1 worker": [],
                                     "bare kernel, all cores": [], "bare kernel, 1 thread": []}
     with contextlib.ExitStack() as stack:
-        all_cores = stack.enter_context(embedded_service(stack.enter_context(tempfile.TemporaryDirectory())))
-        one = stack.enter_context(embedded_service(stack.enter_context(tempfile.TemporaryDirectory()),
-                                                   {"FRACTALLY_WORKERS": "1"}))
+        stores = [stack.enter_context(tempfile.TemporaryDirectory()) for _ in range(2)]
+        all_cores = stack.enter_context(embedded_service(stores[0]))
+        one = stack.enter_context(embedded_service(stores[1], {"FRACTALLY_WORKERS": "1"}))
         for base in (all_cores, one):  # load the kernels before timing
             run_job(base, {**job_spec(64, 100, 0)})
         bare_kernel(job_spec(64, 100, 0), 1)
         for r in range(args.rounds):
             spec = job_spec(args.size, args.max_iter, r + 1)
-            order = [("service, all cores", all_cores), ("service, 1 worker", one)]
-            for name, base in order if r % 2 == 0 else order[::-1]:
-                runs[name].append(timed_job(base, spec))
+            order = [("service, all cores", all_cores, stores[0]), ("service, 1 worker", one, stores[1])]
+            for name, base, store in order if r % 2 == 0 else order[::-1]:
+                runs[name].append(timed_job(base, store, spec))
             runs["bare kernel, all cores"].append(bare_kernel(spec, cores))
             runs["bare kernel, 1 thread"].append(bare_kernel(spec, 1))
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in runs.items()), flush=True)

@@ -197,13 +197,14 @@ def draw_plot(rows: list[dict], path: Path, title: str, subtitle: str) -> None:
         y += 30
         for r in (r for r in rows if r["section"] == section):
             d.text((left + 14, y + 6), r["name"], fill="black", font=font)
-            d.rectangle([x0, y + 5, x0 + max(1, round(scale * r["vs_c"])), y + row_h - 5], fill=colours[r["kind"]])
+            end = x0 + max(1, round(scale * r["vs_c"]))
+            d.rectangle([x0, y + 5, end, y + row_h - 5], fill=colours[r["kind"]])
             lo, hi = (x0 + round(scale * q) for q in r["iqr"])
             mid = y + row_h // 2
             d.line([lo, mid, hi, mid], fill="black", width=1)
             d.line([lo, mid - 4, lo, mid + 4], fill="black", width=1)
             d.line([hi, mid - 4, hi, mid + 4], fill="black", width=1)
-            d.text((max(hi, x0 + round(scale * r["vs_c"])) + 8, y + 7), f"{r['vs_c']:.2f}x", fill="black", font=small)
+            d.text((max(hi, end) + 8, y + 7), f"{r['vs_c']:.2f}x", fill="black", font=small)
             y += row_h
     one = x0 + round(scale)
     for yy in range(top, y, 6):  # the C reference, 1.0
@@ -276,7 +277,7 @@ def main() -> None:
             return lambda: write_image_file(specs[fmt], render_bands(specs[fmt], pool), tmp / f"inproc.{fmt}", pool)
 
         # ---- warm up (compile), and check everything computes the same counts
-        for fn in (naive, ours, ours32, ours_tiles):
+        for fn in (naive, ours, ours32, ours_tiles, pipeline("msgpack"), pipeline("png")):
             fn()
         c_counts(c_fn, small, 1, c_small)
         c_counts(c_fn, large, 2, c_large)

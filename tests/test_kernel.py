@@ -115,7 +115,8 @@ def libm_smooth(spec, n, mod2):
     return np.where(n >= spec.max_iter, float(spec.max_iter), v)
 
 
-@pytest.mark.parametrize("fractal,radius", [("julia", 2.0), ("mandelbrot", 2.0), ("julia", 100.0), ("mandelbrot", 1e10)])
+@pytest.mark.parametrize("fractal,radius",
+                         [("julia", 2.0), ("mandelbrot", 2.0), ("julia", 100.0), ("mandelbrot", 1e10)])
 def test_smooth_values_match_the_libm_formula_to_one_float32_step(fractal, radius):
     spec = parse_spec({"fractal": fractal, "c": [-0.8, 0.156], "center": [-0.5 if fractal == "mandelbrot" else 0, 0],
                        "width": 96, "height": 64, "max_iter": 500, "escape_radius": radius, "format": "msgpack"})
@@ -140,7 +141,8 @@ def test_log2_is_accurate_and_continuous_across_its_seams():
     ours = np.array([(e - _TWO52_BIAS) + _log2_mantissa(f) for e, f in zip(exponent, mantissa)])
     assert np.max(np.abs(ours - np.log2(values))) < 1e-10
     k = len(seams)  # just below, at, just above every seam: no jump beyond the accuracy
-    assert np.max(np.abs(ours[:k] - ours[k:2 * k])) < 2e-10 and np.max(np.abs(ours[2 * k:3 * k] - ours[k:2 * k])) < 2e-10
+    assert np.max(np.abs(ours[:k] - ours[k:2 * k])) < 2e-10
+    assert np.max(np.abs(ours[2 * k:3 * k] - ours[k:2 * k])) < 2e-10
 
 
 def test_escaped_points_with_huge_radius_keep_finite_smooth_values():
