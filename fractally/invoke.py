@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import random
 import threading
 import time
@@ -193,14 +194,30 @@ class InProcessInvoker(Invoker):
 
     #: Bytes of tile arrays a job may hold for its assembler; beyond that it reads them back.
     HANDOFF_BYTES = 64 * 2**20
+    #: Nice value of the helper threads (tile writers; the assembler and the colour and deflate threads
+    #: it starts, which inherit it): below the request threads, so a status poll is not kept waiting
+    #: for a core by the PNG encoding (measured in docs/BENCHMARKS.md, "Responsiveness"). The render
+    #: threads keep the process's priority. Linux nice values are per thread.
+    HELPER_NICE = 10
 
     def __init__(self, store: ObjectStore, workers: int) -> None:
         super().__init__(store)
         self.tile_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="render_tile")
-        self.write_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="store_tile")
+        self.write_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="store_tile",
+                                             initializer=self._lower_priority)
         self._write_slots = threading.BoundedSemaphore(max(1, workers))
-        self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble")
+        self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble", initializer=self._lower_priority)
         self._pipelines: dict[str, _Pipeline] = {}
+
+    @classmethod
+    def _lower_priority(cls) -> None:
+        """Run in each helper thread as it starts: raise its nice value to ``HELPER_NICE`` (if it is not
+        higher already; raising never needs privileges)."""
+        try:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, max(cls.HELPER_NICE, os.getpriority(os.PRIO_PROCESS, thread)))
+        except (AttributeError, OSError) as err:  # not Linux, or not allowed: just run at the same priority
+            log.debug("cannot lower the helper threads' priority: %r", err)
 
     def _started(self, job: jobs.Job, indices: list[int]) -> None:
         if not indices:
