@@ -34,7 +34,7 @@ STAGES = [  # (module or class, function, stage)
     (LocalStore, "put", "write tiles"),
     (LocalStore, "get", "read tiles"),
     (tasks, "decode_tile", "decode tiles"),
-    (compose, "colourize", "colour"),
+    (compose, "colour_into", "colour"),
     (compose, "deflate_filtered", "deflate"),
 ]
 

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fractally.errors import FractallyError
+from fractally.malloc import keep_freed_memory
 
 FORMAT_BY_SUFFIX = {".png": "png", ".msgpack": "msgpack", ".mp": "msgpack"}
 
@@ -39,11 +40,13 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--escape-radius", type=float)
     p.add_argument("--tile-size", type=int)
     p.add_argument("--colormap")
+    p.add_argument("--precision", choices=["float64", "float32"],
+                   help="float64: API.md's exact rule (default); float32: faster, allowed where visually safe")
 
 
 def spec_from_args(args: argparse.Namespace, fmt: str) -> dict:
     fields = ("fractal", "c", "center", "scale", "width", "height", "max_iter", "escape_radius",
-              "tile_size", "colormap")
+              "tile_size", "colormap", "precision")
     spec = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
     spec["format"] = fmt
     if spec.get("fractal", "julia") == "julia" and "c" not in spec:
@@ -166,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     try:
         return args.func(args)
     except FractallyError as err:

@@ -18,16 +18,18 @@ msgpack's ``bin`` length is a uint32, so one array holds at most 2**32 - 1
 bytes: width * height <= 1_073_741_823 pixels (32768 x 32767 fits,
 32768 x 32768 does not). Encoders raise ValueError beyond that.
 
-PNG: ``encode_png`` (whole images) is Pillow. Results too big for memory go
-through our own small writer over stdlib zlib, fed band by band, so assemble can
-stream a 32768 x 32768 picture with memory bounded by a few bands; bands are
-compressed independently (``deflate_rows``, in parallel threads) and joined
-into one zlib stream. Measured on 1024x768 fractal
-images, filter type None at zlib level 3 is 20-35 ms and 450-970 kB, while
-Pillow (adaptive filters) at level 6 takes 95-130 ms for 570-1250 kB: colours
-come from a lookup table, so whole pixels repeat exactly and deflate matches
-them better unfiltered than after Sub/Up/Paeth (those were 15-40% larger here).
-Level 3 is within 5% of level 6's size at about 60% of its time.
+PNG: one encoder, our own small writer (``PngStreamWriter``) over ISA-L's deflate
+(the ``isal`` package), fed band by band, so assemble can stream a 32768 x 32768
+picture with memory bounded by a few bands; bands are compressed independently
+(``deflate_rows``, in parallel threads) and joined into one zlib stream, as pigz
+does. Measured on a 4096 x 1024 band of the default julia view (bench in
+docs/BENCHMARKS.md, "Stack overhead"): ISA-L level 2 deflates 470 MB/s of rows
+into 4.5 MB, stdlib zlib level 3 83 MB/s into 3.6 MB. So the PNGs are about a
+quarter larger and five to six times cheaper to make: zlib took more CPU than the
+escape-time kernel on light views. Filter type None throughout: colours come
+from a lookup table, so whole pixels repeat exactly and deflate matches them
+better unfiltered than after Sub/Up/Paeth (those were 15-40% larger here).
+Pillow decodes (``decode_png``) and, in the tests, checks what we write.
 """
 
 from __future__ import annotations
@@ -36,13 +38,13 @@ import io
 import shutil
 import struct
 import tempfile
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import msgpack
 import numpy as np
+from isal import isal_zlib
 from PIL import Image
 
 __all__ = [
@@ -68,7 +70,8 @@ __all__ = [
 
 MSGPACK_VERSION = 1
 MAX_MSGPACK_PIXELS = (2**32 - 1) // 4
-PNG_COMPRESS_LEVEL = 3
+PNG_COMPRESS_LEVEL = 2
+"""ISA-L deflate level (0-3) of every PNG we write: 2 is level 3's size within 4 % at 60 % of its time."""
 
 _COUNTS_DTYPE = np.dtype("<u4")
 _SMOOTH_DTYPE = np.dtype("<f4")
@@ -180,37 +183,53 @@ def write_msgpack_stream(
 ) -> None:
     """Write the msgpack result of ``encode_msgpack`` band by band, byte for byte the same.
 
-    ``bands`` yields ``(counts, smooth)`` pairs of whole rows, top to bottom,
-    and is read once: counts go straight to ``fileobj`` while smooth values
-    wait in a temporary file (in memory up to 64 MiB, then on disk), because
-    msgpack needs all of ``counts`` before ``smooth`` begins. Memory stays at
-    about one band. Raises ValueError if the rows do not add up to ``height``;
-    by then ``fileobj`` holds a partial result, so write to a temporary name.
+    ``bands`` yields ``(counts, smooth)`` pairs of whole rows, top to bottom, and is
+    read once. msgpack needs all of ``counts`` before ``smooth`` begins, but both
+    arrays' places in the file are known from the size alone: a seekable ``fileobj``
+    (a file, BytesIO) gets each band's smooth values written straight to their place
+    after the counts; otherwise they wait in a temporary file (in memory up to 64 MiB,
+    then on disk). Memory stays at about one band. Raises ValueError if the rows do not
+    add up to ``height``; by then ``fileobj`` holds a partial result, so write to a
+    temporary name.
     """
     _check_size(width, height)
     nbytes = width * height * 4
     packer = msgpack.Packer(use_bin_type=True)
     pairs = _header_pairs(width, height, max_iter, spec)
-    fileobj.write(packer.pack_map_header(len(pairs) + 2))
-    for key, value in pairs:
-        fileobj.write(packer.pack(key))
-        fileobj.write(packer.pack(value))
-    fileobj.write(packer.pack("counts"))
-    fileobj.write(_bin_header(nbytes))
+    head = [packer.pack_map_header(len(pairs) + 2)]
+    head += [packer.pack(x) for pair in pairs for x in pair]
+    head += [packer.pack("counts"), _bin_header(nbytes)]
+    middle = packer.pack("smooth") + _bin_header(nbytes)
+    fileobj.write(b"".join(head))
+    seekable = fileobj.seekable() if hasattr(fileobj, "seekable") else False
+    if seekable:
+        counts_at = fileobj.tell()
+        smooth_at = counts_at + nbytes + len(middle)
+        fileobj.seek(counts_at + nbytes)
+        fileobj.write(middle)
+        fileobj.seek(counts_at)
     rows = 0
     with tempfile.SpooledTemporaryFile(max_size=64 * 2**20) as spill:
         for counts, smooth in bands:
             counts, smooth = _as_counts(counts), _as_smooth(smooth)
             _check_band(counts, smooth, width)
-            rows += counts.shape[0]
-            if rows > height:
+            if rows + counts.shape[0] > height:
                 raise ValueError(f"bands hold more than the {height} rows of the image")
-            fileobj.write(memoryview(counts).cast("B"))
-            spill.write(memoryview(smooth).cast("B"))
+            if seekable:
+                fileobj.seek(counts_at + rows * width * 4)
+                fileobj.write(memoryview(counts).cast("B"))
+                fileobj.seek(smooth_at + rows * width * 4)
+                fileobj.write(memoryview(smooth).cast("B"))
+            else:
+                fileobj.write(memoryview(counts).cast("B"))
+                spill.write(memoryview(smooth).cast("B"))
+            rows += counts.shape[0]
         if rows != height:
             raise ValueError(f"bands held {rows} rows, the image has {height}")
-        fileobj.write(packer.pack("smooth"))
-        fileobj.write(_bin_header(nbytes))
+        if seekable:
+            fileobj.seek(smooth_at + nbytes)
+            return
+        fileobj.write(middle)
         spill.seek(0)
         shutil.copyfileobj(spill, fileobj, 4 * 2**20)
 
@@ -338,7 +357,7 @@ _ROWS_BYTES = 4 * 2**20  # filter and compress at most this many raw bytes at on
 
 
 def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(payload, zlib.crc32(kind)))
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", isal_zlib.crc32(payload, isal_zlib.crc32(kind)))
 
 
 _ADLER_MOD = 65521
@@ -372,7 +391,7 @@ class DeflatedRows:
 
 def deflate_rows(rgb_band: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> DeflatedRows:
     """Filter (type None) and compress a band of (h, W, 3) uint8 rows; safe in any thread
-    (zlib releases the GIL), so bands compress in parallel."""
+    (ISA-L releases the GIL), so bands compress in parallel."""
     band = np.asarray(rgb_band)
     if band.dtype != np.uint8 or band.ndim != 3 or band.shape[2] != 3:
         raise ValueError(f"rows must be (h, W, 3) uint8, got {band.shape} {band.dtype}")
@@ -407,20 +426,20 @@ def deflate_filtered(raw: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) 
 
 
 def _deflate_chunks(chunks: list[np.ndarray], rows: int, compress_level: int) -> DeflatedRows:
-    z = zlib.compressobj(compress_level, zlib.DEFLATED, -15)  # raw deflate: no header, no trailer
+    z = isal_zlib.compressobj(compress_level, isal_zlib.DEFLATED, -15)  # raw deflate: no header, no trailer
     out, adler, raw_len = [], 1, 0
     for raw in chunks:
         out.append(z.compress(raw))
-        adler = zlib.adler32(raw, adler)
+        adler = isal_zlib.adler32(raw, adler)
         raw_len += raw.size
-    out.append(z.flush(zlib.Z_SYNC_FLUSH))
+    out.append(z.flush(isal_zlib.Z_SYNC_FLUSH))
     return DeflatedRows(rows, b"".join(out), adler, raw_len)
 
 
 class PngStreamWriter:
     """Write an 8-bit RGB PNG to ``fileobj`` one band of rows at a time.
 
-    Memory is one band plus zlib's window, whatever the image size, so
+    Memory is one band plus the deflater's window, whatever the image size, so
     assemble can build pictures far larger than RAM. Every row uses filter
     type None (see the module docstring for why). Bands arrive as rows
     (``write_rows``) or already compressed by ``deflate_rows`` in another
@@ -475,7 +494,7 @@ class PngStreamWriter:
             return
         if self.rows_written != self.height:
             raise ValueError(f"PNG got {self.rows_written} rows, the image has {self.height}")
-        final_block = zlib.compressobj(self.compress_level, zlib.DEFLATED, -15).flush()  # empty, BFINAL set
+        final_block = b"\x03\x00"  # an empty fixed-Huffman block with BFINAL set
         self._emit(final_block + struct.pack(">I", self._adler), final=True)
         self._f.write(_chunk(b"IEND", b""))
         self._closed = True
@@ -489,16 +508,13 @@ class PngStreamWriter:
 
 
 def encode_png(rgb: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
-    """Encode a whole (H, W, 3) uint8 image as PNG bytes with Pillow.
-
-    Whole images (tiles, synchronous renders) go through the maintained library;
-    only results too big to hold in memory use ``PngStreamWriter``.
-    """
+    """Encode a whole (H, W, 3) uint8 image as PNG bytes (``PngStreamWriter`` in one band)."""
     rgb = np.asarray(rgb)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
     out = io.BytesIO()
-    Image.fromarray(rgb, "RGB").save(out, format="PNG", compress_level=compress_level)
+    with PngStreamWriter(out, rgb.shape[1], rgb.shape[0], compress_level) as writer:
+        writer.write_rows(rgb)
     return out.getvalue()
 
 

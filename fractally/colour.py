@@ -23,6 +23,7 @@ import numpy as np
 __all__ = [
     "COLORMAPS",
     "DEFAULT_COLORMAP",
+    "colour_into",
     "colourize",
     "inside_colour",
     "lut",
@@ -203,6 +204,38 @@ def _table(name: str) -> np.ndarray:
     return table
 
 
+def _check_arrays(counts: np.ndarray, smooth: np.ndarray, max_iter: int) -> None:
+    if counts.shape != smooth.shape or counts.ndim != 2:
+        raise ValueError(
+            f"counts and smooth must be 2-D arrays of one shape, got {counts.shape} and {smooth.shape}"
+        )
+    if max_iter < 1:
+        raise ValueError("max_iter must be at least 1")
+
+
+def colour_into(
+    out: np.ndarray,
+    counts: np.ndarray,
+    smooth: np.ndarray,
+    max_iter: int,
+    colormap: str = DEFAULT_COLORMAP,
+) -> None:
+    """``colourize`` into ``out``, an (H, 3*W) uint8 view such as PNG rows after their filter
+    byte, so a band's tiles are coloured straight into the encoder's buffer with no copy."""
+    from fractally.colour_kernel import colour_rows  # numba loads only where pixels are coloured
+
+    cmap = _check_name(colormap)
+    _check_arrays(counts, smooth, max_iter)
+    if out.dtype != np.uint8 or out.shape != (counts.shape[0], 3 * counts.shape[1]):
+        raise ValueError(f"out must be ({counts.shape[0]}, {3 * counts.shape[1]}) uint8, got {out.shape} {out.dtype}")
+    if cmap.cyclic:
+        scale = np.float32(1 / _CYCLE)
+    else:
+        scale = np.float32((max_iter + _KNEE) / max_iter * (_TABLE_SIZE - 1))
+    colour_rows(counts, np.asarray(smooth, np.float32), max_iter, cmap.cyclic, np.float32(_KNEE), scale,
+                _table(colormap), out)
+
+
 def colourize(
     counts: np.ndarray,
     smooth: np.ndarray,
@@ -211,39 +244,19 @@ def colourize(
 ) -> np.ndarray:
     """Colour escape-time results: (H, W) counts and smooth values -> (H, W, 3) uint8 RGB.
 
-    Escaped points take their colour from ``smooth`` through a transfer, then
-    the 4096-entry LUT (finer than 8-bit output, so gradients show no bands):
+    Escaped points take their colour from ``smooth`` (NaN and negatives taken as 0, values
+    above ``max_iter`` as ``max_iter``) through a transfer, then the 4096-entry LUT (finer
+    than 8-bit output, so gradients show no bands), all in float32:
     non-cyclic maps use ``t = s*(M+k) / (M*(s+k))`` with ``k`` = a fixed knee,
     which spreads the low counts that fill most of an image over the map and
     reaches the end at ``s = max_iter``; cyclic maps use ``frac(sqrt(s + 1)/3)``.
     Points with ``counts >= max_iter`` get ``inside_colour(colormap)``.
     Pixel-local, so colouring bands separately equals colouring the whole.
+    The loop is ``fractally.colour_kernel.colour_rows``.
     """
-    cmap = _check_name(colormap)
-    counts = np.asarray(counts)
-    smooth = np.asarray(smooth)
-    if counts.shape != smooth.shape or counts.ndim != 2:
-        raise ValueError(
-            f"counts and smooth must be 2-D arrays of one shape, got {counts.shape} and {smooth.shape}"
-        )
-    if max_iter < 1:
-        raise ValueError("max_iter must be at least 1")
-    table = _table(colormap)
-    n = _TABLE_SIZE
-    # fmax maps NaN to 0, so a stray NaN gets a defined colour, not garbage.
-    s = np.fmax(smooth, np.float32(0), dtype=np.float32)
-    np.minimum(s, np.float32(max_iter), out=s)
-    if cmap.cyclic:
-        s += np.float32(1)  # sqrt(s + 1): a finite slope at s = 0, so no jumps far outside
-        np.sqrt(s, out=s)
-        s *= np.float32(1 / _CYCLE)
-        s -= np.floor(s)  # position on the cycle, in [0, 1)
-        s *= np.float32(n)  # exact (n is a power of two), so < n: no wrap needed
-    else:
-        t = s + np.float32(_KNEE)
-        np.divide(s, t, out=s)
-        s *= np.float32((max_iter + _KNEE) / max_iter * (n - 1))
-        s += np.float32(0.5)  # round to nearest; stays < n
-    idx = s.astype(np.intp)
-    np.copyto(idx, n, where=counts >= max_iter)
-    return np.take(table, idx, axis=0)
+    counts, smooth = np.asarray(counts), np.asarray(smooth)
+    _check_name(colormap)
+    _check_arrays(counts, smooth, max_iter)
+    out = np.empty((counts.shape[0], counts.shape[1], 3), np.uint8)
+    colour_into(out.reshape(counts.shape[0], -1), counts, smooth, max_iter, colormap)
+    return out

@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from fractally.codec import DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, write_msgpack_stream
-from fractally.colour import colourize
+from fractally.colour import colour_into
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
 
@@ -62,9 +62,8 @@ def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
     raw = filtered_rows(rows, sum(c.shape[1] for c, _ in parts))
     x = 1
     for counts, smooth in parts:
-        rgb = colourize(counts, smooth, spec.max_iter, spec.colormap)
-        raw[:, x : x + rgb.shape[1] * 3] = rgb.reshape(rows, -1)
-        x += rgb.shape[1] * 3
+        colour_into(raw[:, x : x + counts.shape[1] * 3], counts, smooth, spec.max_iter, spec.colormap)
+        x += counts.shape[1] * 3
     return deflate_filtered(raw)
 
 

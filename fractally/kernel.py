@@ -57,10 +57,19 @@ refilling single lanes instead of whole vectors (the scalar bookkeeping per pixe
 costs more than the idle lanes save); three, four, six or eight vectors in flight
 (four hides the latency on AVX2 but not with AVX-512's masked adds; five is best
 or level-best on both); blocks of 6, 12 or 16 steps; an integer count (on AVX2
-LLVM narrows it to 32 bits and repacks it every step); 8-lane float32 vectors (the
-SLP vectoriser shuffles them about and they come out slower than float64). The
-SLP vectoriser is a heuristic, so ``tests/test_kernel.py`` checks the machine code
-for packed multiplies as well as for the absence of FMA.
+LLVM narrows it to 32 bits and repacks it every step). The SLP vectoriser is a
+heuristic, so ``tests/test_kernel.py`` checks the machine code for packed
+multiplies as well as for the absence of FMA.
+
+The float32 opt-in (``escape_time_float32``, a spec's ``precision: "float32"``)
+has the same layout with eight float32 lanes per vector (``_iterate_strip32``):
+an AVX2 register holds eight, so each instruction steps twice the pixels, and on
+the benchmark's julia view it does 1.4 to 1.5 times the pixel-iterations per
+second of the float64 kernel, although eight lanes in lockstep waste more
+lane-steps. Its counts must be float32 too: with float64 counts every step
+widens the 8-lane mask into two 4-lane registers, and it came out at 0.8 times
+float64 (so did four float32 lanes, at 1.0 times: half of each register idle).
+2, 3, 4, 5 and 6 vectors of eight: five is best with AVX-512, 3 to 5 are level on AVX2.
 
 Kernels fill arrays the caller owns (datashader style): the same call serves a tile
 or a whole image.
@@ -100,8 +109,7 @@ def _step(x, y, n, cx, cy, r2):
     ``go`` is the rule's test |z|² ≤ R² on the current z: if it holds, z takes one
     step and n counts it; if not, z and n keep their values, so after the last
     step z is the escaped z and n its count. ``x + x`` is ``2*x`` exactly (both
-    are exact doublings, with the same overflow), written so that the function
-    serves float32 lanes too.
+    are exact doublings, with the same overflow).
 
     n is a float64 (exact up to 2**53) and counts by adding 1.0 or 0.0: LLVM turns
     that into a mask AND plus an add (one masked add on AVX-512). An integer
@@ -152,7 +160,7 @@ def _load4(row, col, px, py, julia, c_re, c_im, zero, idle):
 
     Past the strip's last row the vector becomes idle: index -1 and z = ``idle``
     (infinite, so the lanes are frozen from the start). ``zero`` and ``idle`` carry
-    the kernel's float type (float64 or float32).
+    the kernel's float type.
     """
     counts0 = (0.0, 0.0, 0.0, 0.0)
     if row >= len(py):
@@ -262,6 +270,176 @@ def _iterate_strip(julia, c_re, c_im, px, py, max_iter, r2, zero, idle, nbuf, mb
                 se = 0
 
 
+# --------------------------------------------------------------------------- the float32 opt-in
+#
+# The same layout as above (five vectors in flight, refilled as they finish) with
+# eight float32 lanes per vector: one AVX2 register holds eight, so each step does
+# twice the lanes for the same instructions. The counts are float32 as well
+# (exact up to 2**24, far above MAX_ITER): with float64 counts, as in the first
+# 8-lane attempt, every step widened the 8-lane mask to two 4-lane registers and
+# the shuffles ate the gain.
+
+LANES32 = 8  # pixels per float32 vector: one AVX2 register of float32
+_ONE32 = np.float32(1.0)
+_ZERO32 = np.float32(0.0)
+
+
+@inline
+def _step32(x, y, n, cx, cy, r2):
+    """``_step`` for one float32 lane with a float32 count (a float64 1.0 would widen n)."""
+    xx = x * x
+    yy = y * y
+    go = xx + yy <= r2
+    nx = (xx - yy) + cx
+    ny = (x + x) * y + cy
+    return (nx if go else x), (ny if go else y), n + (_ONE32 if go else _ZERO32)
+
+
+@inline
+def _step8(x, y, n, cx, cy, r2):
+    """``_step32`` on a vector: eight lanes given as 8-tuples (SLP makes it one register)."""
+    x0, y0, n0 = _step32(x[0], y[0], n[0], cx[0], cy[0], r2)
+    x1, y1, n1 = _step32(x[1], y[1], n[1], cx[1], cy[1], r2)
+    x2, y2, n2 = _step32(x[2], y[2], n[2], cx[2], cy[2], r2)
+    x3, y3, n3 = _step32(x[3], y[3], n[3], cx[3], cy[3], r2)
+    x4, y4, n4 = _step32(x[4], y[4], n[4], cx[4], cy[4], r2)
+    x5, y5, n5 = _step32(x[5], y[5], n[5], cx[5], cy[5], r2)
+    x6, y6, n6 = _step32(x[6], y[6], n[6], cx[6], cy[6], r2)
+    x7, y7, n7 = _step32(x[7], y[7], n[7], cx[7], cy[7], r2)
+    return ((x0, x1, x2, x3, x4, x5, x6, x7), (y0, y1, y2, y3, y4, y5, y6, y7),
+            (n0, n1, n2, n3, n4, n5, n6, n7))
+
+
+@inline
+def _mod2_8(x, y):
+    """|z|² = x*x + y*y of each lane of an 8-lane vector."""
+    return (x[0] * x[0] + y[0] * y[0], x[1] * x[1] + y[1] * y[1],
+            x[2] * x[2] + y[2] * y[2], x[3] * x[3] + y[3] * y[3],
+            x[4] * x[4] + y[4] * y[4], x[5] * x[5] + y[5] * y[5],
+            x[6] * x[6] + y[6] * y[6], x[7] * x[7] + y[7] * y[7])
+
+
+@inline
+def _escaped8(mod2, r2):
+    """True when no lane of an 8-lane vector has |z|² ≤ R² any more."""
+    return not ((mod2[0] <= r2) | (mod2[1] <= r2) | (mod2[2] <= r2) | (mod2[3] <= r2)
+                | (mod2[4] <= r2) | (mod2[5] <= r2) | (mod2[6] <= r2) | (mod2[7] <= r2))
+
+
+@inline
+def _store8(at, n, mod2, nbuf, mbuf):
+    """Write a finished 8-lane vector: counts to ``nbuf``, final |z|² to ``mbuf``, from index ``at``."""
+    for k in range(LANES32):
+        nbuf[at + k] = n[k]
+        mbuf[at + k] = mod2[k]
+
+
+@inline
+def _load8(row, col, px, py, julia, c_re, c_im, zero, idle):
+    """``_load4`` for eight float32 pixels at (row, col..col+7): (scratch index, x, y, cx, cy, n)."""
+    counts0 = (_ZERO32, _ZERO32, _ZERO32, _ZERO32, _ZERO32, _ZERO32, _ZERO32, _ZERO32)
+    if row >= len(py):
+        none = (zero, zero, zero, zero, zero, zero, zero, zero)
+        idles = (idle, idle, idle, idle, idle, idle, idle, idle)
+        return -1, idles, idles, none, none, counts0
+    at = row * len(px) + col
+    p = (px[col], px[col + 1], px[col + 2], px[col + 3],
+         px[col + 4], px[col + 5], px[col + 6], px[col + 7])
+    q = py[row]
+    qs = (q, q, q, q, q, q, q, q)
+    if julia:  # z0 = pixel, c fixed
+        return at, p, qs, (c_re, c_re, c_re, c_re, c_re, c_re, c_re, c_re), \
+            (c_im, c_im, c_im, c_im, c_im, c_im, c_im, c_im), counts0
+    zs = (zero, zero, zero, zero, zero, zero, zero, zero)  # mandelbrot: z0 = 0, c = pixel
+    return at, zs, zs, p, qs, counts0
+
+
+@inline
+def _next8(row, col, stride):
+    """The position of the group after (row, col): eight columns on, or the next row."""
+    return (row, col + LANES32) if col + LANES32 < stride else (row + 1, 0)
+
+
+@ngjit
+def _iterate_strip32(julia, c_re, c_im, px, py, max_iter, r2, zero, idle, nbuf, mbuf):
+    """``_iterate_strip`` in float32: five vectors of eight lanes in flight, each refilled when done.
+
+    ``px`` (a multiple of eight long), ``py``, ``c_re``, ``c_im``, ``r2``, ``zero``
+    and ``idle`` are float32; ``nbuf`` and ``mbuf`` as for ``_iterate_strip``.
+    """
+    stride = len(px)
+    row = col = 0
+    oa, xa, ya, ca, da, na = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+    row, col = _next8(row, col, stride)
+    ob, xb, yb, cb, db, nb = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+    row, col = _next8(row, col, stride)
+    oc, xc, yc, cc, dc, nc = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+    row, col = _next8(row, col, stride)
+    od, xd, yd, cd, dd, nd = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+    row, col = _next8(row, col, stride)
+    oe, xe, ye, ce, de, ne = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+    row, col = _next8(row, col, stride)
+    sa = sb = sc = sd = se = 0
+    while oa >= 0 or ob >= 0 or oc >= 0 or od >= 0 or oe >= 0:
+        k = BLOCK
+        if oa >= 0:
+            k = min(k, max_iter - sa)
+        if ob >= 0:
+            k = min(k, max_iter - sb)
+        if oc >= 0:
+            k = min(k, max_iter - sc)
+        if od >= 0:
+            k = min(k, max_iter - sd)
+        if oe >= 0:
+            k = min(k, max_iter - se)
+        for _ in range(k):  # the hot loop: 40 lanes, 5 independent vectors
+            xa, ya, na = _step8(xa, ya, na, ca, da, r2)
+            xb, yb, nb = _step8(xb, yb, nb, cb, db, r2)
+            xc, yc, nc = _step8(xc, yc, nc, cc, dc, r2)
+            xd, yd, nd = _step8(xd, yd, nd, cd, dd, r2)
+            xe, ye, ne = _step8(xe, ye, ne, ce, de, r2)
+        sa += k
+        sb += k
+        sc += k
+        sd += k
+        se += k
+        if oa >= 0:
+            mod2 = _mod2_8(xa, ya)
+            if sa >= max_iter or _escaped8(mod2, r2):
+                _store8(oa, na, mod2, nbuf, mbuf)
+                oa, xa, ya, ca, da, na = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+                row, col = _next8(row, col, stride)
+                sa = 0
+        if ob >= 0:
+            mod2 = _mod2_8(xb, yb)
+            if sb >= max_iter or _escaped8(mod2, r2):
+                _store8(ob, nb, mod2, nbuf, mbuf)
+                ob, xb, yb, cb, db, nb = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+                row, col = _next8(row, col, stride)
+                sb = 0
+        if oc >= 0:
+            mod2 = _mod2_8(xc, yc)
+            if sc >= max_iter or _escaped8(mod2, r2):
+                _store8(oc, nc, mod2, nbuf, mbuf)
+                oc, xc, yc, cc, dc, nc = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+                row, col = _next8(row, col, stride)
+                sc = 0
+        if od >= 0:
+            mod2 = _mod2_8(xd, yd)
+            if sd >= max_iter or _escaped8(mod2, r2):
+                _store8(od, nd, mod2, nbuf, mbuf)
+                od, xd, yd, cd, dd, nd = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+                row, col = _next8(row, col, stride)
+                sd = 0
+        if oe >= 0:
+            mod2 = _mod2_8(xe, ye)
+            if se >= max_iter or _escaped8(mod2, r2):
+                _store8(oe, ne, mod2, nbuf, mbuf)
+                oe, xe, ye, ce, de, ne = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
+                row, col = _next8(row, col, stride)
+                se = 0
+
+
 # --------------------------------------------------------------------------- smooth values
 
 _MANTISSA = np.uint64(0x000FFFFFFFFFFFFF)  # the 52 fraction bits of a float64
@@ -343,23 +521,28 @@ def _finish_strip(nbuf, mbuf, stride, max_iter, inv_two_log2_r, exponent, mantis
 # --------------------------------------------------------------------------- entry points
 
 
+@inline
+def _inv_two_log2(escape_radius, exponent, mantissa):
+    """1 / (2 log2 R), with the same log2 as the pixels; ``exponent``, ``mantissa``: float64 scratch."""
+    mantissa[0] = escape_radius
+    _log2_split(mantissa.view(np.uint64)[:1], exponent.view(np.uint64), mantissa.view(np.uint64))
+    return 1.0 / (2.0 * ((exponent[0] - _TWO52_BIAS) + _log2_mantissa(mantissa[0])))
+
+
 @ngjit
 def _escape_time_strips(julia, c_re, c_im, px, py, max_iter, escape_radius, r2, zero, idle, counts, smooth,
                         nbuf, mbuf):
-    """Iterate and smooth a window strip by strip; ``px``, ``py``, ``r2`` in the kernel's float type.
+    """Iterate and smooth a window strip by strip (float64).
 
     ``nbuf`` (int32) and ``mbuf`` (float64) are the scratch, at least
-    ``_scratch_size(len(px))`` long.
+    ``_scratch_size(len(px), LANES)`` long.
     """
     rows = counts.shape[0]
     stride = len(px)
     strip_rows = max(1, STRIP_PIXELS // stride)
     exponent = np.empty(CHUNK, np.float64)
     mantissa = np.empty(CHUNK, np.float64)
-    # 1 / (2 log2 R) with the same log2 as the pixels
-    mantissa[0] = escape_radius
-    _log2_split(mantissa.view(np.uint64)[:1], exponent.view(np.uint64), mantissa.view(np.uint64))
-    inv_two_log2_r = 1.0 / (2.0 * ((exponent[0] - _TWO52_BIAS) + _log2_mantissa(mantissa[0])))
+    inv_two_log2_r = _inv_two_log2(escape_radius, exponent, mantissa)
     for r0 in range(0, rows, strip_rows):
         h = min(strip_rows, rows - r0)
         size = h * stride
@@ -369,17 +552,36 @@ def _escape_time_strips(julia, c_re, c_im, px, py, max_iter, escape_radius, r2, 
 
 
 @ngjit
-def _scratch_size(cols):
-    """Pixels of scratch a window ``cols`` wide needs: one strip of padded rows."""
-    stride = (cols + LANES - 1) // LANES * LANES
+def _escape_time_strips32(julia, c_re, c_im, px, py, max_iter, escape_radius, r2, counts, smooth, nbuf, mbuf):
+    """``_escape_time_strips`` iterating in float32 (``px``, ``py``, ``c_re``, ``c_im``, ``r2`` float32);
+    the smooth pass is the same float64 one, from the float32 |z|²."""
+    rows = counts.shape[0]
+    stride = len(px)
+    strip_rows = max(1, STRIP_PIXELS // stride)
+    exponent = np.empty(CHUNK, np.float64)
+    mantissa = np.empty(CHUNK, np.float64)
+    inv_two_log2_r = _inv_two_log2(escape_radius, exponent, mantissa)
+    for r0 in range(0, rows, strip_rows):
+        h = min(strip_rows, rows - r0)
+        size = h * stride
+        _iterate_strip32(julia, c_re, c_im, px, py[r0:r0 + h], max_iter, r2, _ZERO32, np.float32(np.inf),
+                         nbuf[:size], mbuf[:size])
+        _finish_strip(nbuf[:size], mbuf[:size], stride, max_iter, inv_two_log2_r, exponent, mantissa,
+                      counts, smooth, r0)
+
+
+@ngjit
+def _scratch_size(cols, lanes):
+    """Pixels of scratch a window ``cols`` wide needs: one strip of rows padded to ``lanes``."""
+    stride = (cols + lanes - 1) // lanes * lanes
     return max(1, STRIP_PIXELS // stride) * stride
 
 
 @ngjit
-def _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols):
+def _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols, lanes):
     """API.md's pixel centres of the window, float64: x per column padded to a multiple of
-    ``LANES`` (the padding repeats the last column), y per row."""
-    stride = (cols + LANES - 1) // LANES * LANES
+    ``lanes`` (the padding repeats the last column), y per row."""
+    stride = (cols + lanes - 1) // lanes * lanes
     half_w = width / 2
     half_h = height / 2
     last = col0 + cols - 1
@@ -405,54 +607,62 @@ def escape_time(julia: bool, c_re: float, c_im: float, center_x: float, center_y
     rows, cols = counts.shape
     if rows == 0 or cols == 0:
         return
-    px, py = _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols)
-    size = _scratch_size(cols)
+    px, py = _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols, LANES)
+    size = _scratch_size(cols, LANES)
     _escape_time_strips(julia, c_re, c_im, px, py, max_iter, escape_radius, escape_radius * escape_radius,
                         0.0, np.inf, counts, smooth, np.empty(size, np.int32), np.empty(size, np.float64))
+
+
+#: ``escape_time_float32`` needs R² to be a finite float32 (largest 3.4e38). A guard: ``fractally.spec``
+#: rejects such specs first, with the same bound (a test keeps the two equal; numba's cache would not see
+#: a constant imported from another module change).
+FLOAT32_MAX_ESCAPE_RADIUS = 1e19
 
 
 @ngjit
 def escape_time_float32(julia: bool, c_re: float, c_im: float, center_x: float, center_y: float,
                         scale: float, width: int, height: int, max_iter: int, escape_radius: float,
                         row0: int, col0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
-    """Like ``escape_time`` but iterating in float32: an explicit opt-in, NOT API.md's exact rule.
+    """Like ``escape_time`` but iterating in float32: the opt-in ``precision: "float32"``, NOT API.md's rule.
 
     The pixel centres are API.md's float64 values rounded to float32; c, R² and
-    every step are float32 (z² + c evaluated as written, no FMA). Counts then
-    differ from the float64 rule wherever float32 rounding changes an orbit, which
-    is chaotic near the set's boundary: there a count can change a lot, but only
-    among pixels whose neighbours already differ wildly, so the picture keeps its
-    look (on the classic julia overview, 5 % of the counts differ and 0.6 % of the
-    pixels change colour by more than 8/255 in a channel).
+    every step are float32 (z² + c evaluated as written, no FMA), so the result is
+    itself reproducible bit for bit on every machine and tiling, only by a
+    different rule. Counts differ from the float64 rule wherever float32 rounding
+    changes an orbit, which is chaotic near the set's boundary: there a count can
+    change a lot, but only among pixels whose neighbours already differ wildly,
+    so the picture keeps its look (the README has the figures).
 
-    Where it is visually safe: when neighbouring pixels stay distinct in float32
-    by a wide margin, i.e. the pixel spacing ``scale / width`` is far above
-    float32's resolution at the coordinates, 2**-24 · max(1, |centre|, |c|):
-    roughly ``scale / width > 1e-6 · max(1, |centre|)`` (so overviews and modest
-    zooms, up to about 1000× at 1000 pixels wide). Below that, neighbouring
-    pixels collapse onto the same float32 value and the picture turns blocky.
-    Deep zooms and anything that must match API.md bit for bit (tiles from
-    different nodes, the msgpack counts) must use ``escape_time``. R² must be a
-    float32 too: ``escape_radius`` up to 1e19.
+    Where it is visually safe is decided by ``fractally.spec`` (``FLOAT32_MIN_SPACING``):
+    the pixel spacing must be at least 2**-20 times the largest coordinate, so
+    every float32 pixel centre is within 1/16 pixel of its exact place. It runs
+    eight lanes per AVX2 register (``_iterate_strip32``), 1.4 to 1.5 times the
+    pixel-iterations per second of ``escape_time``. ``escape_radius`` must be at most
+    ``FLOAT32_MAX_ESCAPE_RADIUS``.
     """
-    if not escape_radius < 1e19:
-        raise ValueError("escape_time_float32 needs escape_radius < 1e19 (R² must fit a float32)")
+    if not escape_radius <= FLOAT32_MAX_ESCAPE_RADIUS:
+        raise ValueError("escape_time_float32 needs escape_radius <= 1e19 (R² must fit a float32)")
     rows, cols = counts.shape
     if rows == 0 or cols == 0:
         return
-    px, py = _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols)
+    px, py = _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols, LANES32)
     r2 = np.float32(escape_radius) * np.float32(escape_radius)
-    size = _scratch_size(cols)
-    _escape_time_strips(julia, np.float32(c_re), np.float32(c_im), px.astype(np.float32), py.astype(np.float32),
-                        max_iter, escape_radius, r2, np.float32(0.0), np.float32(np.inf), counts, smooth,
-                        np.empty(size, np.int32), np.empty(size, np.float64))
+    size = _scratch_size(cols, LANES32)
+    _escape_time_strips32(julia, np.float32(c_re), np.float32(c_im), px.astype(np.float32), py.astype(np.float32),
+                          max_iter, escape_radius, r2, counts, smooth, np.empty(size, np.int32),
+                          np.empty(size, np.float64))
 
 
 def render_window(spec, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and smooth values for a window of ``spec``'s image (allocates the outputs)."""
+    """Counts and smooth values for a window of ``spec``'s image (allocates the outputs).
+
+    ``spec.precision`` picks the kernel: ``escape_time`` (float64, API.md's exact
+    rule, the default) or ``escape_time_float32`` (the opt-in).
+    """
     counts = np.empty((rows, cols), dtype=np.uint32)
     smooth = np.empty((rows, cols), dtype=np.float32)
     c_re, c_im = spec.c if spec.c is not None else (0.0, 0.0)
-    escape_time(spec.julia, c_re, c_im, spec.center[0], spec.center[1], spec.scale,
-                spec.width, spec.height, spec.max_iter, spec.escape_radius, row0, col0, counts, smooth)
+    kernel = escape_time_float32 if spec.precision == "float32" else escape_time
+    kernel(spec.julia, c_re, c_im, spec.center[0], spec.center[1], spec.scale,
+           spec.width, spec.height, spec.max_iter, spec.escape_radius, row0, col0, counts, smooth)
     return counts, smooth

@@ -9,6 +9,8 @@ The normalized form (``RenderSpec.normalized()``) fills defaults, turns every
 number into its canonical type and drops fields the picture does not depend on
 (``c`` for mandelbrot, ``colormap`` for msgpack), so its hash is stable under key
 order, ``1`` vs ``1.0`` and omitted defaults: the basis of job ids and cache keys.
+``precision`` appears only when it is the opt-in ``"float32"``, so every spec
+without it keeps the hashes (and cached tiles) it had before the field existed.
 """
 
 from __future__ import annotations
@@ -36,9 +38,15 @@ MAX_ESCAPE_RADIUS = 1e100
 #: Pixel spacing must be this many float64 ulps of the largest coordinate, or
 #: neighbouring pixels would share a value: the zoom is beyond float64.
 MIN_SPACING_ULPS = 8
+#: precision "float32" (the opt-in, see ``_check_float32``): the pixel spacing must be at least this
+#: times the largest coordinate (float32 keeps 24 bits, so each pixel centre rounds by at most 2**-24
+#: of it: at most 1/16 of a pixel), and R² must fit a float32.
+FLOAT32_MIN_SPACING = 2.0**-20
+FLOAT32_MAX_ESCAPE_RADIUS = 1e19
 
 FRACTALS = ("julia", "mandelbrot")
 FORMATS = ("png", "msgpack")
+PRECISIONS = ("float64", "float32")  # float64: API.md's exact rule (the default); float32: the faster opt-in
 
 DEFAULTS: dict[str, Any] = {
     "fractal": "julia",
@@ -51,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "tile_size": 256,
     "format": "png",
     "colormap": None,  # filled with colour.DEFAULT_COLORMAP
+    "precision": "float64",
 }
 FIELDS = ("fractal", "c", *[k for k in DEFAULTS if k != "fractal"])
 
@@ -70,6 +79,7 @@ class RenderSpec:
     tile_size: int
     format: str
     colormap: str | None
+    precision: str = "float64"
 
     @property
     def pixels(self) -> int:
@@ -96,6 +106,8 @@ class RenderSpec:
             out["c"] = list(self.c)
         if self.colormap is not None:
             out["colormap"] = self.colormap
+        if self.precision != DEFAULTS["precision"]:  # only the opt-in: default specs keep their old hashes
+            out["precision"] = self.precision
         return out
 
     def content_hash(self) -> str:
@@ -223,6 +235,9 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
     if spacing < MIN_SPACING_ULPS * math.ulp(largest):
         raise SpecError("scale is too small for float64 at this centre: neighbouring pixels would coincide; "
                         f"use a scale of at least {MIN_SPACING_ULPS * math.ulp(largest) * width:.3g}", "scale")
+    precision = _choice(get("precision"), "precision", PRECISIONS)
+    if precision == "float32":
+        _check_float32(scale, width, max(largest, *map(abs, c)) if c else largest, escape_radius)
     fmt = _choice(get("format"), "format", FORMATS)
     if fmt == "msgpack" and width * height > MAX_MSGPACK_PIXELS:
         raise SpecError(f"a msgpack result holds at most {MAX_MSGPACK_PIXELS} pixels (msgpack's 4 GiB binary "
@@ -233,7 +248,32 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
         colormap = _choice(DEFAULT_COLORMAP if given is None else given, "colormap", tuple(COLORMAPS))
     elif data.get("colormap") is not None:
         _choice(data["colormap"], "colormap", tuple(COLORMAPS))  # still reject nonsense
-    return RenderSpec(fractal, c, center, scale, width, height, max_iter, escape_radius, tile_size, fmt, colormap)
+    return RenderSpec(fractal, c, center, scale, width, height, max_iter, escape_radius, tile_size, fmt, colormap,
+                      precision)
+
+
+def _check_float32(scale: float, width: int, largest: float, escape_radius: float) -> None:
+    """Allow precision float32 only where it is visually safe; else a SpecError naming ``precision``.
+
+    The rule: ``scale / width >= 2**-20 * largest``, with ``largest`` the biggest
+    magnitude the view involves, max(1, |center.x| + scale, |center.y| + scale·height/width,
+    |c.re|, |c.im|). float32 keeps a 24-bit significand, so rounding a pixel centre,
+    c, or an orbit point of size ≤ ``largest`` to float32 moves it by at most
+    2**-24·``largest`` = 1/16 of the pixel spacing: every pixel stays within a
+    sixteenth of a pixel of its exact place, neighbours stay distinct and evenly
+    spaced, and the picture's geometry is that of float64. (The 1 covers the orbit
+    itself, whose points are of size 1 to R whatever the view.) What float32 still
+    changes is the count of some points on the set's chaotic boundary, where any
+    rounding is amplified; the README gives the share. And R² must fit a float32.
+    """
+    if escape_radius > FLOAT32_MAX_ESCAPE_RADIUS:
+        raise SpecError(f"precision float32 needs escape_radius at most {FLOAT32_MAX_ESCAPE_RADIUS:g} (R² must fit a "
+                        f"float32), got {escape_radius:g}; lower escape_radius or use precision float64", "precision")
+    if scale / width < FLOAT32_MIN_SPACING * largest:
+        raise SpecError("precision float32 is not visually safe for this deep a zoom: float32 would move pixels by "
+                        "more than 1/16 of a pixel; it needs scale / width ≥ 2**-20 × the largest coordinate "
+                        f"({largest:.3g}), i.e. a scale of at least {FLOAT32_MIN_SPACING * largest * width:.3g}; "
+                        "use precision float64 (the default) for this view", "precision")
 
 
 def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
@@ -252,7 +292,7 @@ def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
             if len(parts) != 2:
                 raise SpecError(f"{key} must be two numbers separated by a comma, e.g. {key}=-0.8,0.156", key)
             spec[key] = [_parse_float(p, key) for p in parts]
-        elif key in ("fractal", "format", "colormap"):
+        elif key in ("fractal", "format", "colormap", "precision"):
             spec[key] = raw
         elif key in ("width", "height", "max_iter", "tile_size"):
             spec[key] = _parse_int(raw, key)

@@ -60,6 +60,6 @@ def band(spec: RenderSpec, row: int) -> list[Tile]:
 
 def render_tile_arrays(spec: RenderSpec, t: Tile) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values of one tile."""
-    from fractally.kernel import render_window  # numba loads only where tiles are rendered, not in assemble
+    from fractally.kernel import render_window  # numba loads on first use, not when a spec is checked
 
     return render_window(spec, t.y0, t.x0, t.height, t.width)

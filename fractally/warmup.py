@@ -2,7 +2,8 @@
 
 A function image runs ``python -m fractally.warmup --verify`` at build time with
 ``NUMBA_CACHE_DIR`` set: the first run compiles every kernel for both fractals (a
-tiny render of each) and writes the cache; ``--verify`` then renders again in a
+tiny render of each) and the colouring loop (every signature, at its import), and
+writes the cache; ``--verify`` then renders again in a
 fresh process and fails unless every kernel was *loaded* from the cache, so an
 image cannot ship a cache that a cold start would miss. ``fractally worker``
 calls ``warm()`` before taking tasks, so no task pays for compilation.
@@ -26,32 +27,38 @@ import sys
 import time
 from typing import Any
 
-#: One small view of each fractal; the same compiled kernel serves every spec.
+#: One small view of each fractal, and one in the float32 opt-in (its own kernel, ``escape_time_float32``);
+#: the same compiled kernel serves every spec of its precision.
 WARM_SPECS = (
     {"fractal": "julia", "c": [-0.8, 0.156], "width": 16, "height": 16, "max_iter": 32, "tile_size": 16},
     {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0, "width": 16, "height": 16,
      "max_iter": 32, "tile_size": 16},
+    {"fractal": "julia", "c": [-0.8, 0.156], "width": 16, "height": 16, "max_iter": 32, "tile_size": 16,
+     "precision": "float32"},
 )
 
 
 def kernel_dispatchers() -> dict[str, Any]:
-    """Every numba-compiled function of ``fractally.kernel``, by name."""
+    """Every numba-compiled function of ``fractally.kernel`` and ``fractally.colour_kernel``, by name."""
     from numba.core.registry import CPUDispatcher
 
-    from fractally import kernel
+    from fractally import colour_kernel, kernel
 
-    return {name: obj for name, obj in vars(kernel).items() if isinstance(obj, CPUDispatcher)}
+    return {f"{module.__name__}.{name}": obj for module in (kernel, colour_kernel)
+            for name, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
 
 
 def warm() -> dict[str, Any]:
     """Render one tiny tile of each fractal; report what numba loaded from its cache or compiled."""
+    from fractally.colour import colourize
     from fractally.spec import parse_spec
     from fractally.tiling import render_tile_arrays, tile
 
     started = time.perf_counter()
     for raw in WARM_SPECS:
         spec = parse_spec(raw)
-        render_tile_arrays(spec, tile(spec, 0))
+        counts, smooth = render_tile_arrays(spec, tile(spec, 0))
+        colourize(counts, smooth, spec.max_iter, spec.colormap)
     hits = misses = 0
     for dispatcher in kernel_dispatchers().values():
         hits += sum(dispatcher.stats.cache_hits.values())

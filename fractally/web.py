@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 
 from fractally.config import Settings
 from fractally.errors import BadRequest, FractallyError, PayloadTooLarge
+from fractally.malloc import keep_freed_memory
 from fractally.store import ObjectStore
 
 log = logging.getLogger("fractally.web")
@@ -160,6 +161,7 @@ def function_app(import_name: str, handle: Callable[[Any, ObjectStore], dict],
     """
     from fractally.service import store_from_settings
 
+    keep_freed_memory()
     settings = Settings.from_env() if settings is None else settings
     store = store_from_settings(settings)
     app = Flask(import_name)

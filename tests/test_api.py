@@ -181,6 +181,25 @@ def test_sync_msgpack_matches_the_kernel(api_client):
     assert np.array_equal(decode_msgpack(response.data).counts, render_window(spec, 0, 0, 30, 50)[0])
 
 
+def test_sync_msgpack_takes_the_precision_parameter(api_client):
+    response = api_client.get("/v1/render.msgpack?c=-0.8,0.156&width=48&height=32&precision=float32")
+    assert response.status_code == 200
+    spec = parse_spec({"c": [-0.8, 0.156], "width": 48, "height": 32, "precision": "float32", "format": "msgpack"})
+    result = decode_msgpack(response.data)
+    assert result.spec["precision"] == "float32"
+    assert np.array_equal(result.counts, render_window(spec, 0, 0, 32, 48)[0])
+
+
+def test_float32_job_is_its_own_job_with_float32_counts(api_client):
+    exact = finished(api_client, {**SMALL_SPEC, "format": "msgpack"})
+    fast = finished(api_client, {**SMALL_SPEC, "format": "msgpack", "precision": "float32"})
+    assert fast["id"] != exact["id"] and fast["spec"]["precision"] == "float32"
+    assert "precision" not in exact["spec"]
+    counts = decode_msgpack(api_client.get(f"/v1/renders/{fast['id']}/result").data).counts
+    spec = parse_spec({**SMALL_SPEC, "format": "msgpack", "precision": "float32"})
+    assert np.array_equal(counts, render_window(spec, 0, 0, spec.height, spec.width)[0])
+
+
 def test_sync_render_writes_nothing_to_the_store(api_client, api_store):
     assert api_client.get("/v1/render.png?c=0,0.7&width=16&height=16").status_code == 200
     assert store_snapshot(api_store) == []
@@ -321,6 +340,10 @@ BAD_REQUESTS = [
     ("unknown-format", _post(f'{{{C}, "format": "jpeg"}}'), 422, "format"),
     ("unknown-colormap", _post(f'{{{C}, "colormap": "rainbow"}}'), 422, "colormap"),
     ("msgpack-too-big", _post(f'{{{C}, "width": 32768, "height": 32768, "format": "msgpack"}}'), 422, "format"),
+    ("unknown-precision", _post(f'{{{C}, "precision": "float16"}}'), 422, "precision"),
+    ("float32-deep-zoom", _post(f'{{{C}, "scale": 1e-6, "precision": "float32"}}'), 422, "precision"),
+    ("float32-huge-escape-radius", _post(f'{{{C}, "escape_radius": 1e30, "precision": "float32"}}'), 422,
+     "precision"),
     ("id-too-short", _get("/v1/renders/abc"), 404, "id"),
     ("id-too-long", _get("/v1/renders/" + "0" * 33), 404, "id"),
     ("id-uppercase", _get("/v1/renders/" + "A" * 32), 404, "id"),
@@ -349,6 +372,8 @@ BAD_REQUESTS = [
     ("sync-unknown-parameter", _get("/v1/render.png?c=0,0&zoom=2"), 422, "zoom"),
     ("sync-repeated-key", _get("/v1/render.png?c=0,0&c=1,1"), 422, "c"),
     ("sync-format-mismatch", _get("/v1/render.png?c=0,0&format=msgpack"), 422, "format"),
+    ("sync-float32-deep-zoom", _get("/v1/render.png?c=0,0&scale=1e-6&precision=float32"), 422, "precision"),
+    ("sync-unknown-precision", _get("/v1/render.png?c=0,0&precision=half"), 422, "precision"),
     ("sync-long-value", _get("/v1/render.png?c=0,0&colormap=" + "x" * 300), 422, "colormap"),
     ("sync-absurd-query", _get("/v1/render.png?" + "&".join(f"c={i},{i}" for i in range(2000))), 414, None),
 ]

@@ -25,6 +25,23 @@ def test_render_msgpack_matches_the_kernel(tmp_path):
     assert result.spec == spec.normalized()
 
 
+def test_precision_option_renders_with_the_float32_kernel(tmp_path):
+    out = tmp_path / "f.msgpack"
+    assert main(["render", "--c=-0.8,0.156", "--width", "64", "--height", "48", "--precision", "float32",
+                 "-q", "-o", str(out)]) == 0
+    result = decode_msgpack(out.read_bytes())
+    spec = parse_spec({"c": [-0.8, 0.156], "width": 64, "height": 48, "precision": "float32", "format": "msgpack"})
+    assert result.spec == spec.normalized() and result.spec["precision"] == "float32"
+    assert np.array_equal(result.counts, render_window(spec, 0, 0, 48, 64)[0])
+
+
+def test_precision_float32_on_a_deep_zoom_names_precision_and_writes_nothing(tmp_path, capsys):
+    assert main(["render", "--fractal", "mandelbrot", "--center=-0.7435,0.1314", "--scale", "1e-6",
+                 "--precision", "float32", "-q", "-o", str(tmp_path / "d.png")]) == 2
+    assert "precision" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_render_png_by_suffix(tmp_path):
     out = tmp_path / "m.png"
     assert main(["render", "--fractal", "mandelbrot", "--center=-0.5,0", "--width", "120", "--height", "80",

@@ -125,11 +125,19 @@ def test_minimal_api_result_without_smooth_decodes():
     assert result.smooth is None
 
 
+class Unseekable(io.BytesIO):
+    """A pipe-like output: the writer must not seek (it spills smooth values instead)."""
+
+    def seekable(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("output", [io.BytesIO, Unseekable])
 @pytest.mark.parametrize("size", [(131, 257), (1, 1), (3, 21), (100, 200)])  # bin8, bin8, bin16, bin32
-def test_streamed_msgpack_is_byte_identical_to_whole(size):
+def test_streamed_msgpack_is_byte_identical_to_whole(size, output):
     counts, smooth = result_arrays(*size)
     cuts = sorted({0, size[0], *[c for c in BAND_CUTS if c < size[0]]})
-    out = io.BytesIO()
+    out = output()
     write_msgpack_stream(out, size[1], size[0], MAX_ITER, bands(counts, smooth, cuts), SPEC)
     assert out.getvalue() == encode_msgpack(counts, smooth, MAX_ITER, SPEC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fractally.colour import COLORMAPS, DEFAULT_COLORMAP, colourize, inside_colour, lut
+from fractally.colour import COLORMAPS, DEFAULT_COLORMAP, colour_into, colourize, inside_colour, lut
 
 MAX_ITER = 256
 
@@ -143,3 +143,48 @@ def test_mismatched_counts_and_smooth_are_refused():
     counts, smooth = synthetic(8, 8)
     with pytest.raises(ValueError):
         colourize(counts, smooth[:, :7], MAX_ITER)
+
+
+def numpy_colourize(counts: np.ndarray, smooth: np.ndarray, max_iter: int, name: str) -> np.ndarray:
+    """colourize's transfer as whole-array numpy float32 steps: the reference the numba loop must equal."""
+    from fractally import colour
+
+    table = colour._table(name)
+    n = colour._TABLE_SIZE
+    s = np.fmax(smooth, np.float32(0), dtype=np.float32)
+    np.minimum(s, np.float32(max_iter), out=s)
+    if colour._check_name(name).cyclic:
+        s += np.float32(1)
+        np.sqrt(s, out=s)
+        s *= np.float32(1 / colour._CYCLE)
+        s -= np.floor(s)
+        s *= np.float32(n)
+    else:
+        t = s + np.float32(colour._KNEE)
+        np.divide(s, t, out=s)
+        s *= np.float32((max_iter + colour._KNEE) / max_iter * (n - 1))
+        s += np.float32(0.5)
+    idx = s.astype(np.intp)
+    np.copyto(idx, n, where=counts >= max_iter)
+    return np.take(table, idx, axis=0)
+
+
+@pytest.mark.parametrize("max_iter,dtype", [(1, np.uint8), (255, np.uint8), (1000, np.uint16), (70_000, np.uint32)])
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_colour_loop_equals_the_numpy_formulation_bit_for_bit(name, max_iter, dtype) -> None:
+    rng = np.random.default_rng(max_iter)
+    smooth = (rng.random((120, 131)) ** 3 * max_iter * 1.1).astype(np.float32)
+    smooth[0, :6] = [np.nan, -1.0, np.inf, -0.0, 0.0, np.float32(max_iter)]
+    counts = np.minimum(np.floor(np.nan_to_num(smooth, posinf=max_iter, neginf=0)), max_iter).astype(dtype)
+    counts.flags.writeable = smooth.flags.writeable = False  # as tiles decoded from the store come
+    np.testing.assert_array_equal(colourize(counts, smooth, max_iter, name),
+                                  numpy_colourize(counts, smooth, max_iter, name))
+
+
+def test_colour_into_fills_png_rows_in_place() -> None:
+    counts, smooth = synthetic()
+    rows = np.zeros((counts.shape[0], 1 + 3 * counts.shape[1] + 6), np.uint8)  # filter byte, then a neighbour
+    colour_into(rows[:, 1 : 1 + 3 * counts.shape[1]], counts, smooth, MAX_ITER)
+    np.testing.assert_array_equal(rows[:, 1 : 1 + 3 * counts.shape[1]],
+                                  colourize(counts, smooth, MAX_ITER).reshape(counts.shape[0], -1))
+    assert not rows[:, 0].any() and not rows[:, -6:].any()  # nothing written outside the view

@@ -177,6 +177,57 @@ def test_float32_kernel_is_close_on_a_safe_view():
     assert np.all(np.isfinite(smooth)) and smooth.max() <= 300
 
 
+CLASSIC = {"c": [-0.8, 0.156], "width": 160, "height": 120}  # the classic julia overview, default max_iter
+
+
+def render_both(view: dict):
+    """The counts and smooth values of ``view`` in float64 and in the float32 opt-in."""
+    exact = parse_spec(view)
+    fast = parse_spec({**view, "precision": "float32"})
+    return render_window(exact, 0, 0, exact.height, exact.width), render_window(fast, 0, 0, fast.height, fast.width)
+
+
+def test_float32_precision_changes_under_a_tenth_of_the_counts_of_the_classic_view():
+    (exact, _), (fast, _) = render_both(CLASSIC)
+    differ = (exact != fast).mean()
+    assert 0 < differ < 0.10  # it is float32 (some orbits differ), but only on the chaotic boundary
+
+
+def test_float32_precision_looks_the_same_as_float64_on_the_classic_view():
+    from fractally.colour import colourize
+
+    spec = parse_spec(CLASSIC)
+    (c64, s64), (c32, s32) = render_both(CLASSIC)
+    exact = colourize(c64, s64, spec.max_iter, spec.colormap).astype(np.int16)
+    fast = colourize(c32, s32, spec.max_iter, spec.colormap).astype(np.int16)
+    diff = np.abs(exact - fast)
+    assert diff.mean() < 2  # of 255: on average the same colour
+    assert (diff.max(axis=-1) > 8).mean() < 0.02  # and few pixels visibly different
+
+
+def test_float32_tiles_join_without_seams():
+    spec = parse_spec({**CLASSIC, "width": 50, "height": 40, "precision": "float32", "format": "msgpack"})
+    whole_counts, whole_smooth = render_window(spec, 0, 0, 40, 50)
+    part_counts, part_smooth = render_window(spec, 13, 7, 20, 31)
+    assert np.array_equal(part_counts, whole_counts[13:33, 7:38])
+    assert np.array_equal(part_smooth, whole_smooth[13:33, 7:38])
+
+
+def test_float32_precision_agrees_with_float64_on_a_mandelbrot():
+    view = {"fractal": "mandelbrot", "center": [-0.5, 0], "scale": 3, "width": 90, "height": 60, "max_iter": 100}
+    (exact, _), (fast, _) = render_both(view)
+    assert (exact == fast).mean() > 0.97
+
+
+def test_float32_kernel_guards_the_escape_radius_bound_the_spec_enforces():
+    from fractally import kernel, spec
+
+    assert kernel.FLOAT32_MAX_ESCAPE_RADIUS == spec.FLOAT32_MAX_ESCAPE_RADIUS
+    counts, smooth = np.empty((2, 2), np.uint32), np.empty((2, 2), np.float32)
+    with pytest.raises(ValueError):
+        kernel.escape_time_float32(True, 0.0, 0.0, 0.0, 0.0, 3.2, 2, 2, 10, 1e20, 0, 0, counts, smooth)
+
+
 def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
     """API.md forbids FMA: compile the kernels afresh and read their assembly.
 
@@ -193,8 +244,8 @@ def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
         "for f in (k.escape_time, k.escape_time_float32):\n"
         "    f(True, -0.8, 0.156, 0.0, 0.0, 3.2, 7, 5, 50, 2.0, 0, 0, c, s)\n"
         "    f(False, 0.0, 0.0, -0.5, 0.0, 3.2, 7, 5, 50, 2.0, 0, 0, c, s)\n"
-        "for d in (k.escape_time, k.escape_time_float32, k._escape_time_strips, k._iterate_strip,\n"
-        "          k._finish_strip, k._pixel_centres):\n"
+        "for d in (k.escape_time, k.escape_time_float32, k._escape_time_strips, k._escape_time_strips32,\n"
+        "          k._iterate_strip, k._iterate_strip32, k._finish_strip, k._pixel_centres):\n"
         "    for sig, asm in d.inspect_asm().items():\n"
         "        print('#### ' + d.__name__ + ' ' + str(sig)); print(asm)\n"
     )
@@ -202,8 +253,11 @@ def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     asm = proc.stdout
-    assert asm.count("#### _iterate_strip") == 2 and asm.count("#### _finish_strip") >= 1
+    assert asm.count("#### _iterate_strip (") == 1 and asm.count("#### _iterate_strip32 (") == 1
+    assert asm.count("#### _finish_strip") >= 1
     fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", asm)
     assert not fused, f"FMA instructions in the kernel: {sorted(set(fused))}"
-    hot = asm.split("#### _iterate_strip")[1]  # the float64 iteration: packed (SIMD) multiplies
+    hot32 = asm.split("#### _iterate_strip32 (")[1].split("####")[0]  # float32: eight lanes, a 256-bit register
+    assert re.search(r"\bvmulps\s+%[yz]mm", hot32), "the float32 iteration does not use 8-lane vectors"
+    hot = asm.split("#### _iterate_strip (")[1].split("####")[0]  # float64: packed (SIMD) multiplies
     assert re.search(r"\bv?mulpd\s+%[xyz]mm", hot), "the iteration is not vectorised"

@@ -113,6 +113,8 @@ def test_spec_schema_limits_are_the_cores():
     assert props["scale"]["maximum"] == S.MAX_COORD and props["scale"]["exclusiveMinimum"] == 0
     assert props["escape_radius"]["maximum"] == S.MAX_ESCAPE_RADIUS
     assert props["c"]["items"]["maximum"] == S.MAX_COORD
+    assert props["precision"]["enum"][:-1] == list(S.PRECISIONS)  # the last is null (the default)
+    assert props["precision"]["default"] == "float64"
     assert set(props) == set(S.FIELDS)
 
 
@@ -133,6 +135,7 @@ def test_spec_examples_are_valid_specs():
     {"c": [0, 0], "escape_radius": 1.5},
     {"c": [0, 0], "format": "jpeg"},
     {"c": [0, 0], "colormap": "rainbow"},
+    {"c": [0, 0], "precision": "float16"},
     {"c": [0, 0], "zoom": 2},
     {"c": [S.MAX_COORD * 2, 0]},
     {"c": [0]},

@@ -125,3 +125,65 @@ def test_bad_query_parameters_name_the_field(params, field):
     with pytest.raises(SpecError) as err:
         spec_from_query(params)
     assert err.value.field == field
+
+
+# --- precision: the float32 opt-in ---
+
+def test_default_precision_leaves_the_hashes_unchanged():
+    # the hashes this spec had before the precision field existed: job ids and cached tiles stay valid
+    for spec in (JULIA, {**JULIA, "precision": "float64"}, {**JULIA, "precision": None}):
+        s = parse_spec(spec)
+        assert s.precision == "float64" and "precision" not in s.normalized()
+        assert s.content_hash() == "789df88d8bf8930a044def761f7803f3"
+        assert s.pixels_hash() == "5a47841850a734b94d93e92702582c14"
+
+
+def test_float32_changes_both_hashes():
+    exact, fast = parse_spec(JULIA), parse_spec({**JULIA, "precision": "float32"})
+    assert fast.normalized()["precision"] == "float32"
+    assert fast.content_hash() != exact.content_hash()
+    assert fast.pixels_hash() != exact.pixels_hash()  # its tiles hold other counts
+
+
+def test_float32_normalized_form_parses_back_to_the_same_spec():
+    s = parse_spec({**JULIA, "precision": "float32", "format": "msgpack"})
+    assert parse_spec(s.normalized()) == s
+
+
+def test_float32_is_rejected_for_a_deep_zoom_naming_precision():
+    deep = {"fractal": "mandelbrot", "center": [-0.7435, 0.1314], "scale": 1e-5, "width": 1024, "height": 768}
+    parse_spec(deep)  # fine in float64
+    with pytest.raises(SpecError) as err:
+        parse_spec({**deep, "precision": "float32"})
+    assert err.value.field == "precision" and err.value.status == 422
+    assert "float64" in err.value.message and "scale of at least" in err.value.message
+
+
+def test_float32_bound_is_a_sixteenth_of_a_pixel_of_the_largest_coordinate():
+    # scale / width >= 2**-20 * max(1, |center.x| + scale, |center.y| + scale * height / width, |c|)
+    width, largest = 1024, 1.0
+    least = 2.0**-20 * largest * width
+    view = {**JULIA, "c": [0.3, -0.5], "width": width, "height": width, "precision": "float32"}
+    assert parse_spec({**view, "scale": least}).precision == "float32"
+    with pytest.raises(SpecError):
+        parse_spec({**view, "scale": least * 0.999})
+    with pytest.raises(SpecError):  # a larger |c| raises the bound
+        parse_spec({**view, "c": [4.0, 0.0], "scale": 2 * least})
+
+
+def test_float32_is_rejected_when_the_escape_radius_does_not_fit_a_float32():
+    assert parse_spec({**JULIA, "precision": "float32", "escape_radius": 1e19}).precision == "float32"
+    with pytest.raises(SpecError) as err:
+        parse_spec({**JULIA, "precision": "float32", "escape_radius": 1e20})
+    assert err.value.field == "precision" and "escape_radius" in err.value.message
+
+
+@pytest.mark.parametrize("value", ["float16", "double", "", 32, True])
+def test_unknown_precision_is_rejected_with_the_choices(value):
+    with pytest.raises(SpecError) as err:
+        parse_spec({**JULIA, "precision": value})
+    assert err.value.field == "precision" and "float64, float32" in err.value.message
+
+
+def test_precision_query_parameter_becomes_the_spec_field():
+    assert parse_spec(spec_from_query({"c": "-0.8,0.156", "precision": "float32"})).precision == "float32"

@@ -363,6 +363,16 @@ def test_local_key_cannot_escape_the_root_through_a_symlink(tmp_path: Path) -> N
     assert list(outside.iterdir()) == []
 
 
+def test_local_key_cannot_read_through_a_symlinked_file(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"not for the store")
+    store = LocalStore(tmp_path / "s")
+    store.put("a/x", b"x")  # the folder is checked (and remembered) before the file appears
+    (tmp_path / "s" / "a" / "leak").symlink_to(secret)
+    with pytest.raises(InvalidKey):
+        store.get("a/leak")
+
+
 # -- URLs ----------------------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from fractally.config import Settings
+from fractally.malloc import keep_freed_memory
 from fractally.service import Service
 from functions.api import errors, routes, tiles
 
@@ -24,6 +25,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     ``settings`` decides the api's own behaviour (auth token, public URL); when only a service is
     given, its settings are used.
     """
+    keep_freed_memory()  # the embedded service renders tiles in this process
     if settings is None:
         settings = service.settings if service is not None else Settings.from_env()
     if service is None:

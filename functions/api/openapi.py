@@ -7,6 +7,7 @@ app is documented and every documented path exists.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fractally import spec as S
@@ -44,7 +45,8 @@ def spec_schema() -> dict[str, Any]:
         "title": "RenderSpec",
         "description": (
             "A picture. Pixel (row i, column j) has its centre at x = center.x + (j + 0.5 - width/2) * scale/width, "
-            "y = center.y - (i + 0.5 - height/2) * scale/width; counts are exact IEEE float64 (API.md). "
+            "y = center.y - (i + 0.5 - height/2) * scale/width; counts are exact IEEE float64 (API.md) unless "
+            "precision is float32. "
             "Limits across fields: width × height ≤ "
             f"{S.MAX_JOB_PIXELS} per job, ≤ {S.MAX_MSGPACK_PIXELS} for a msgpack result, ≤ {S.MAX_SYNC_PIXELS} "
             f"for a synchronous render, where also width × height × max_iter ≤ {S.MAX_SYNC_WORK}; at most "
@@ -70,6 +72,17 @@ def spec_schema() -> dict[str, Any]:
             "format": {"type": "string", "enum": list(S.FORMATS), "default": d["format"]},
             "colormap": {"type": "string", "enum": list(COLORMAPS), "default": DEFAULT_COLORMAP,
                          "description": "PNG colouring; ignored for msgpack"},
+            "precision": {
+                "type": "string", "enum": list(S.PRECISIONS), "default": d["precision"],
+                "description": (
+                    "float64: API.md's exact rule, bit for bit. float32 (opt-in): the same rule in IEEE float32, "
+                    "faster; counts differ from float64 on some boundary pixels (the picture looks the same). "
+                    f"float32 is allowed only while scale / width ≥ 2^{math.log2(S.FLOAT32_MIN_SPACING):g} × max(1, "
+                    "|center.x| + scale, |center.y| + scale × height / width, |c.re|, |c.im|) (every pixel within "
+                    f"1/16 pixel of its exact place) and escape_radius ≤ {S.FLOAT32_MAX_ESCAPE_RADIUS:g}; "
+                    "otherwise the spec is rejected with field precision"
+                ),
+            },
         },
         "anyOf": [
             {"required": ["c"], "properties": {"c": {"type": "array"}}},  # null c means none
