@@ -7,7 +7,12 @@ process on the same cores (a thread pool of one thread per core, no encoding,
 no store). Interleaved, median of --repeat runs; each service run uses a fresh
 store so nothing is served from cache.
 
-    .venv/bin/python bench/e2e.py [--fractal julia|mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
+    .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
+                                  [--plot FILE.png]
+
+The store is a fresh folder under $TMPDIR (default /tmp) per run: ``TMPDIR=/dev/shm`` puts it on
+tmpfs, which separates the stack's own cost from the disk's (creating a file on this machine's
+ext4 costs 0.1-0.8 ms of CPU, depending on what else writes to it).
 
 ``--fractal julia`` is the default view (c = -0.8+0.156i, about 46 iterations a pixel at
 max_iter 1000: light, so per-pixel costs dominate); ``--fractal mandelbrot`` is the whole set
@@ -51,34 +56,53 @@ def service_run(spec_dict: dict) -> tuple[float, float]:
         return time.perf_counter() - t0, cpu_seconds(pid) - c0
 
 
+def measure(view: str, args: argparse.Namespace, workers: int) -> dict[str, list[float]]:
+    """Interleaved pairs (bare kernel, service) for one view: wall and CPU seconds of each run."""
+    spec = {**VIEWS[view], "width": args.size, "height": args.size, "max_iter": args.max_iter,
+            "format": args.format}
+    bare_kernel({**spec, "width": 64, "height": 64}, workers)  # compile
+    runs: dict[str, list[float]] = {"bare": [], "stack": [], "bare_cpu": [], "stack_cpu": []}
+    for _ in range(args.repeat):
+        for kind, (wall, cpu) in (("bare", bare_kernel(spec, workers)), ("stack", service_run(spec))):
+            runs[kind].append(wall)
+            runs[f"{kind}_cpu"].append(cpu)
+    b, s = median(runs["bare"]), median(runs["stack"])
+    print(f"{args.size}x{args.size} {view}, max_iter {args.max_iter}, {args.format}, {workers} cores, "
+          f"median of {args.repeat}; store in {tempfile.gettempdir()}")
+    print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['bare'])}")
+    print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['stack'])}")
+    runs["ratio"] = [x / y for x, y in zip(runs["stack"], runs["bare"])]
+    runs["ratio_cpu"] = [x / y for x, y in zip(runs["stack_cpu"], runs["bare_cpu"])]
+    print(f"CPU seconds: bare kernel {median(runs['bare_cpu']):.2f}, service {median(runs['stack_cpu']):.2f} "
+          f"(ratio {median(runs['ratio_cpu']):.3f}x: the work the stack adds, which other tenants of the machine "
+          f"do not move)")
+    print(f"ratio service / bare kernel: {s / b:.3f}x (median of the paired runs' ratios: "
+          f"{median(runs['ratio']):.3f}x)\n")
+    return runs
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fractal", default="julia", choices=sorted(VIEWS))
+    ap.add_argument("--fractal", default=["julia"], choices=sorted(VIEWS), nargs="+")
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--max-iter", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--format", default="png", choices=["png", "msgpack"])
+    ap.add_argument("--plot", metavar="FILE.png", help="draw the paired ratios (wall and CPU) per view")
     args = ap.parse_args()
     workers = os.cpu_count() or 1
-    spec = {**VIEWS[args.fractal], "width": args.size, "height": args.size, "max_iter": args.max_iter,
-            "format": args.format}
-    bare_kernel({**spec, "width": 64, "height": 64}, workers)  # compile
-    bare, stack, bare_cpu, stack_cpu = [], [], [], []
-    for _ in range(args.repeat):
-        for wall, cpu, (w, c) in ((bare, bare_cpu, bare_kernel(spec, workers)),
-                                  (stack, stack_cpu, service_run(spec))):
-            wall.append(w)
-            cpu.append(c)
-    b, s = median(bare), median(stack)
-    print(f"{args.size}x{args.size} {args.fractal}, max_iter {args.max_iter}, {args.format}, {workers} cores, "
-          f"median of {args.repeat}")
-    print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in bare)}")
-    print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in stack)}")
-    print(f"CPU seconds: bare kernel {median(bare_cpu):.2f}, service {median(stack_cpu):.2f} "
-          f"(ratio {median([x / y for x, y in zip(stack_cpu, bare_cpu)]):.3f}x: the work the stack adds, "
-          f"which other tenants of the machine do not move)")
-    print(f"ratio service / bare kernel: {s / b:.3f}x (median of the paired runs' ratios: "
-          f"{median([x / y for x, y in zip(stack, bare)]):.3f}x)")
+    results = {view: measure(view, args, workers) for view in args.fractal}
+    if args.plot:
+        from common import bar_panel, plot_axes, save_plot
+
+        fig, (ax,) = plot_axes(width=max(4.4, 2.6 * len(results)))
+        labels = [f"{view}\n{kind}" for view in results for kind in ("wall", "CPU")]
+        keys = [(view, key) for view in results for key in ("ratio", "ratio_cpu")]
+        bar_panel(ax, labels, [median(results[v][k]) for v, k in keys], unit="", fmt="{:.2f}x",
+                  ours=lambda label: True, runs=[results[v][k] for v, k in keys], target=1.1,
+                  target_label="target ≤ 1.1x", ylabel="service / bare kernel (median of pairs)")
+        save_plot(fig, args.plot, f"Stack overhead: {args.size}² PNG job, max_iter {args.max_iter}, "
+                  f"{workers} cores, store in {tempfile.gettempdir()} (bench/e2e.py --repeat {args.repeat})")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ all of them alike; compare the ratios, not the absolute numbers.
    on a ThreadPoolExecutor(2) through fractally.compose.render_bands) vs C with
    OpenMP on 2 threads; and the CLI's whole pipeline in this process (tiles, then
    write_image_file to .msgpack or .png), free of the start-up's noise.
-3. Through the CLI: ``fractally render`` in a subprocess on the 3840x2160 julia,
-   minus the CLI's fixed start-up (the same command on a 16x16 image), vs C on 2
-   threads; writing .msgpack and .png, each also with glibc malloc told to keep
-   freed memory (``MALLOC_TUNED``), which the per-tile arrays need on threads.
+3. Through the CLI: ``fractally render`` in a subprocess on the 3840x2160 julia, writing
+   .msgpack and .png, vs C on 2 threads: the render time the CLI prints (its clock starts after
+   the imports and after numba has loaded the kernels: the fixed start-up), and, as a check,
+   the process's wall time minus that of the same command on a 16x16 image.
 
 The C kernel is compiled here, into a temporary folder, with
 ``gcc -O3 -march=native -ffp-contract=off -fopenmp``; its assembly is checked for
@@ -138,19 +138,18 @@ def lockstep_efficiency(counts, lanes: int) -> float:
     return float(c.sum() / (c.reshape(c.shape[0], -1, lanes).max(axis=2).sum() * lanes))
 
 
-#: glibc malloc settings that stop per-tile arrays from being handed back to the OS and faulted in
-#: again in every worker thread's arena (see docs/BENCHMARKS.md, "Kernel").
-MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": str(4 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
+_WROTE = re.compile(r"^wrote .* in ([0-9.]+) s$", re.M)
 
 
-def cli_seconds(spec: dict, fmt: str, out_dir: Path, env: dict | None = None) -> float:
-    """Wall time of ``fractally render`` for ``spec`` in a fresh process (all cores)."""
+def cli_seconds(spec: dict, fmt: str, out_dir: Path) -> tuple[float, float]:
+    """``fractally render`` for ``spec`` in a fresh process (all cores): (wall time of the whole
+    process, the render time it reports itself: after start-up, i.e. imports and kernel loading)."""
     cmd = [str(FRACTALLY), "render", f"--c={spec['c'][0]},{spec['c'][1]}", "--width", str(spec["width"]),
-           "--height", str(spec["height"]), "--max-iter", str(spec["max_iter"]), "-q",
-           "-o", str(out_dir / f"cli.{fmt}")]
+           "--height", str(spec["height"]), "--max-iter", str(spec["max_iter"]), "-o", str(out_dir / f"cli.{fmt}")]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
-    return time.perf_counter() - t0
+    done = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - t0
+    return wall, float(_WROTE.search(done.stderr).group(1))
 
 
 def machine() -> dict[str, str]:
@@ -301,19 +300,26 @@ def main() -> None:
             tiny = {**JULIA, "width": 16, "height": 16}
             for fmt in ("msgpack", "png"):  # warm the numba cache for the CLI's processes
                 cli_seconds(LARGE, fmt, tmp)
-            cli_runs = {}
-            for name, fmt, env in (("msgpack", "msgpack", None), ("png", "png", None),
-                                   ("msgpack_tuned", "msgpack", MALLOC_TUNED), ("png_tuned", "png", MALLOC_TUNED)):
+            cli_runs, reported = {}, {"msgpack": [], "png": []}
+
+            def big(fmt):
+                wall, own = cli_seconds(LARGE, fmt, tmp)
+                reported[fmt].append(own)
+                return wall
+
+            for fmt in ("msgpack", "png"):
                 # each big render right before its own start-up run, so the pair sees the same load
-                cli_runs[f"cli_{name}"] = lambda fmt=fmt, env=env: cli_seconds(LARGE, fmt, tmp, env)
-                cli_runs[f"startup_{name}"] = lambda fmt=fmt, env=env: cli_seconds(tiny, fmt, tmp, env)
+                cli_runs[f"cli_{fmt}"] = lambda fmt=fmt: big(fmt)
+                cli_runs[f"startup_{fmt}"] = lambda fmt=fmt: cli_seconds(tiny, fmt, tmp)[0]
             cli_runs["c2_cli"] = lambda: c_counts(c_fn, large, 2, c_large)
             tc = rounds(cli_runs, args.repeat)
+            for fmt in ("msgpack", "png"):
+                tc[f"own_{fmt}"] = reported[fmt]
         pool.shutdown()
 
     times = {**t1, **t2, **tc}
     if tc:  # the CLI's own work: each round's big render minus the same round's 16x16 start-up
-        for name in ("msgpack", "png", "msgpack_tuned", "png_tuned"):
+        for name in ("msgpack", "png"):
             times[f"net_{name}"] = [big - tiny for big, tiny in zip(tc[f"cli_{name}"], tc[f"startup_{name}"])]
         times["cli_startup"] = [t for name in ("msgpack", "png") for t in tc[f"startup_{name}"]]
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -343,10 +349,9 @@ def main() -> None:
     ]
     if tc:
         for fmt in ("msgpack", "png"):
-            rows.append(row(cli, f"fractally render -o x.{fmt}, minus start-up", "ours", f"net_{fmt}", work_large,
-                            "c2_cli", work_large))
-        for fmt in ("msgpack", "png"):
-            rows.append(row(cli, f"  the same, malloc tuned (.{fmt})", "ours", f"net_{fmt}_tuned", work_large,
+            rows.append(row(cli, f"fractally render -o x.{fmt}, as it reports itself", "ours", f"own_{fmt}",
+                            work_large, "c2_cli", work_large))
+            rows.append(row(cli, f"  the same, wall minus a 16x16 run's", "ours", f"net_{fmt}", work_large,
                             "c2_cli", work_large))
         rows.append(row(cli, "C AVX2 reference, OpenMP 2 threads", "c", "c2_cli", work_large))
 
@@ -373,9 +378,9 @@ def main() -> None:
         print(f"   {r['name']:<47}{r['s']:>8.3f}{r['rate'] / 1e9:>11.3f}{vs_c:>8}{iqr:>12}{cpu:>7}"
               f"{r['rate'] / naive_rate:>8.2f}x")
     if tc:
-        print(f"   (CLI start-up, the same command on 16x16 right after each: median {med['cli_startup']:.3f} s, "
-              f"subtracted round by round; "
-              f"malloc tuned: {' '.join(f'{k}={v}' for k, v in MALLOC_TUNED.items())})")
+        print(f"   (start-up: imports and numba loading the kernels, which the CLI does before its clock starts; "
+              f"the same command on 16x16 right after each: median {med['cli_startup']:.3f} s, subtracted round by "
+              f"round in the second row)")
     f32 = statistics.median((work_f32 / a) / (work_small / b) for a, b in zip(t1["ours32"], t1["ours"]))
     f32_cpu = statistics.median((work_f32 / a) / (work_small / b) for a, b in zip(cpu1["ours32"], cpu1["ours"]))
     print(f"\nfloat32 opt-in vs float64: {f32:.2f}x the pixel-iterations per second (median of per-round ratios; "

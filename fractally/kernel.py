@@ -182,92 +182,101 @@ def _next(row, col, stride):
     return (row, col + LANES) if col + LANES < stride else (row + 1, 0)
 
 
-@ngjit
-def _iterate_strip(julia, c_re, c_im, px, py, max_iter, r2, zero, idle, nbuf, mbuf):
-    """Run every pixel of a strip to its count: five vectors in flight, each refilled when done.
+def _strip_iterator(load, next_, step, mod2_, escaped, store):
+    """The strip loop, compiled for one vector width: the helpers say how wide a vector is
+    (``_load4``... four float64 lanes; ``_load8``... eight float32 lanes), the loop is the same."""
 
-    ``px``: the x (julia) or c.re (mandelbrot) of each padded column, a multiple of
-    four long (tail columns repeat the last real one); ``py``: one per row. Fills
-    ``nbuf`` (counts) and ``mbuf`` (final |z|²), both ``len(py) * len(px)``, row-major.
+    @ngjit
+    def iterate_strip(julia, c_re, c_im, px, py, max_iter, r2, zero, idle, nbuf, mbuf):
+        """Run every pixel of a strip to its count: five vectors in flight, each refilled when done.
 
-    The vectors are a, b, c, d, e; ``s*`` counts the steps a vector has taken since
-    its pixels were loaded (its lanes' counts are at most that), ``o*`` is where its
-    results go (-1: idle), and (row, col) is the next group of four pixels to load.
-    Each round runs ``k`` steps of all twenty lanes with no test in between
-    (``k`` = ``BLOCK``, or fewer so that no vector passes ``max_iter``); then every
-    vector that is finished is stored and reloaded, while the others go on.
-    """
-    stride = len(px)
-    row = col = 0
-    oa, xa, ya, ca, da, na = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next(row, col, stride)
-    ob, xb, yb, cb, db, nb = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next(row, col, stride)
-    oc, xc, yc, cc, dc, nc = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next(row, col, stride)
-    od, xd, yd, cd, dd, nd = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next(row, col, stride)
-    oe, xe, ye, ce, de, ne = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next(row, col, stride)
-    sa = sb = sc = sd = se = 0
-    while oa >= 0 or ob >= 0 or oc >= 0 or od >= 0 or oe >= 0:
-        k = BLOCK
-        if oa >= 0:
-            k = min(k, max_iter - sa)
-        if ob >= 0:
-            k = min(k, max_iter - sb)
-        if oc >= 0:
-            k = min(k, max_iter - sc)
-        if od >= 0:
-            k = min(k, max_iter - sd)
-        if oe >= 0:
-            k = min(k, max_iter - se)
-        for _ in range(k):  # the hot loop: 20 lanes, 5 independent vectors
-            xa, ya, na = _step4(xa, ya, na, ca, da, r2)
-            xb, yb, nb = _step4(xb, yb, nb, cb, db, r2)
-            xc, yc, nc = _step4(xc, yc, nc, cc, dc, r2)
-            xd, yd, nd = _step4(xd, yd, nd, cd, dd, r2)
-            xe, ye, ne = _step4(xe, ye, ne, ce, de, r2)
-        sa += k
-        sb += k
-        sc += k
-        sd += k
-        se += k
-        if oa >= 0:
-            mod2 = _mod2_4(xa, ya)
-            if sa >= max_iter or _escaped4(mod2, r2):
-                _store4(oa, na, mod2, nbuf, mbuf)
-                oa, xa, ya, ca, da, na = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next(row, col, stride)
-                sa = 0
-        if ob >= 0:
-            mod2 = _mod2_4(xb, yb)
-            if sb >= max_iter or _escaped4(mod2, r2):
-                _store4(ob, nb, mod2, nbuf, mbuf)
-                ob, xb, yb, cb, db, nb = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next(row, col, stride)
-                sb = 0
-        if oc >= 0:
-            mod2 = _mod2_4(xc, yc)
-            if sc >= max_iter or _escaped4(mod2, r2):
-                _store4(oc, nc, mod2, nbuf, mbuf)
-                oc, xc, yc, cc, dc, nc = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next(row, col, stride)
-                sc = 0
-        if od >= 0:
-            mod2 = _mod2_4(xd, yd)
-            if sd >= max_iter or _escaped4(mod2, r2):
-                _store4(od, nd, mod2, nbuf, mbuf)
-                od, xd, yd, cd, dd, nd = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next(row, col, stride)
-                sd = 0
-        if oe >= 0:
-            mod2 = _mod2_4(xe, ye)
-            if se >= max_iter or _escaped4(mod2, r2):
-                _store4(oe, ne, mod2, nbuf, mbuf)
-                oe, xe, ye, ce, de, ne = _load4(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next(row, col, stride)
-                se = 0
+        ``px``: the x (julia) or c.re (mandelbrot) of each padded column, a multiple of
+        the lane count long (tail columns repeat the last real one); ``py``: one per row. Fills
+        ``nbuf`` (counts) and ``mbuf`` (final |z|²), both ``len(py) * len(px)``, row-major.
+
+        The vectors are a, b, c, d, e; ``s*`` counts the steps a vector has taken since
+        its pixels were loaded (its lanes' counts are at most that), ``o*`` is where its
+        results go (-1: idle), and (row, col) is the next group of pixels to load.
+        Each round runs ``k`` steps of all the lanes with no test in between
+        (``k`` = ``BLOCK``, or fewer so that no vector passes ``max_iter``); then every
+        vector that is finished is stored and reloaded, while the others go on.
+        """
+        stride = len(px)
+        row = col = 0
+        oa, xa, ya, ca, da, na = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+        row, col = next_(row, col, stride)
+        ob, xb, yb, cb, db, nb = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+        row, col = next_(row, col, stride)
+        oc, xc, yc, cc, dc, nc = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+        row, col = next_(row, col, stride)
+        od, xd, yd, cd, dd, nd = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+        row, col = next_(row, col, stride)
+        oe, xe, ye, ce, de, ne = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+        row, col = next_(row, col, stride)
+        sa = sb = sc = sd = se = 0
+        while oa >= 0 or ob >= 0 or oc >= 0 or od >= 0 or oe >= 0:
+            k = BLOCK
+            if oa >= 0:
+                k = min(k, max_iter - sa)
+            if ob >= 0:
+                k = min(k, max_iter - sb)
+            if oc >= 0:
+                k = min(k, max_iter - sc)
+            if od >= 0:
+                k = min(k, max_iter - sd)
+            if oe >= 0:
+                k = min(k, max_iter - se)
+            for _ in range(k):  # the hot loop: 5 independent vectors
+                xa, ya, na = step(xa, ya, na, ca, da, r2)
+                xb, yb, nb = step(xb, yb, nb, cb, db, r2)
+                xc, yc, nc = step(xc, yc, nc, cc, dc, r2)
+                xd, yd, nd = step(xd, yd, nd, cd, dd, r2)
+                xe, ye, ne = step(xe, ye, ne, ce, de, r2)
+            sa += k
+            sb += k
+            sc += k
+            sd += k
+            se += k
+            if oa >= 0:
+                mod2 = mod2_(xa, ya)
+                if sa >= max_iter or escaped(mod2, r2):
+                    store(oa, na, mod2, nbuf, mbuf)
+                    oa, xa, ya, ca, da, na = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+                    row, col = next_(row, col, stride)
+                    sa = 0
+            if ob >= 0:
+                mod2 = mod2_(xb, yb)
+                if sb >= max_iter or escaped(mod2, r2):
+                    store(ob, nb, mod2, nbuf, mbuf)
+                    ob, xb, yb, cb, db, nb = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+                    row, col = next_(row, col, stride)
+                    sb = 0
+            if oc >= 0:
+                mod2 = mod2_(xc, yc)
+                if sc >= max_iter or escaped(mod2, r2):
+                    store(oc, nc, mod2, nbuf, mbuf)
+                    oc, xc, yc, cc, dc, nc = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+                    row, col = next_(row, col, stride)
+                    sc = 0
+            if od >= 0:
+                mod2 = mod2_(xd, yd)
+                if sd >= max_iter or escaped(mod2, r2):
+                    store(od, nd, mod2, nbuf, mbuf)
+                    od, xd, yd, cd, dd, nd = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+                    row, col = next_(row, col, stride)
+                    sd = 0
+            if oe >= 0:
+                mod2 = mod2_(xe, ye)
+                if se >= max_iter or escaped(mod2, r2):
+                    store(oe, ne, mod2, nbuf, mbuf)
+                    oe, xe, ye, ce, de, ne = load(row, col, px, py, julia, c_re, c_im, zero, idle)
+                    row, col = next_(row, col, stride)
+                    se = 0
+
+    return iterate_strip
+
+
+_iterate_strip = _strip_iterator(_load4, _next, _step4, _mod2_4, _escaped4, _store4)
 
 
 # --------------------------------------------------------------------------- the float32 opt-in
@@ -360,84 +369,7 @@ def _next8(row, col, stride):
     return (row, col + LANES32) if col + LANES32 < stride else (row + 1, 0)
 
 
-@ngjit
-def _iterate_strip32(julia, c_re, c_im, px, py, max_iter, r2, zero, idle, nbuf, mbuf):
-    """``_iterate_strip`` in float32: five vectors of eight lanes in flight, each refilled when done.
-
-    ``px`` (a multiple of eight long), ``py``, ``c_re``, ``c_im``, ``r2``, ``zero``
-    and ``idle`` are float32; ``nbuf`` and ``mbuf`` as for ``_iterate_strip``.
-    """
-    stride = len(px)
-    row = col = 0
-    oa, xa, ya, ca, da, na = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next8(row, col, stride)
-    ob, xb, yb, cb, db, nb = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next8(row, col, stride)
-    oc, xc, yc, cc, dc, nc = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next8(row, col, stride)
-    od, xd, yd, cd, dd, nd = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next8(row, col, stride)
-    oe, xe, ye, ce, de, ne = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-    row, col = _next8(row, col, stride)
-    sa = sb = sc = sd = se = 0
-    while oa >= 0 or ob >= 0 or oc >= 0 or od >= 0 or oe >= 0:
-        k = BLOCK
-        if oa >= 0:
-            k = min(k, max_iter - sa)
-        if ob >= 0:
-            k = min(k, max_iter - sb)
-        if oc >= 0:
-            k = min(k, max_iter - sc)
-        if od >= 0:
-            k = min(k, max_iter - sd)
-        if oe >= 0:
-            k = min(k, max_iter - se)
-        for _ in range(k):  # the hot loop: 40 lanes, 5 independent vectors
-            xa, ya, na = _step8(xa, ya, na, ca, da, r2)
-            xb, yb, nb = _step8(xb, yb, nb, cb, db, r2)
-            xc, yc, nc = _step8(xc, yc, nc, cc, dc, r2)
-            xd, yd, nd = _step8(xd, yd, nd, cd, dd, r2)
-            xe, ye, ne = _step8(xe, ye, ne, ce, de, r2)
-        sa += k
-        sb += k
-        sc += k
-        sd += k
-        se += k
-        if oa >= 0:
-            mod2 = _mod2_8(xa, ya)
-            if sa >= max_iter or _escaped8(mod2, r2):
-                _store8(oa, na, mod2, nbuf, mbuf)
-                oa, xa, ya, ca, da, na = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next8(row, col, stride)
-                sa = 0
-        if ob >= 0:
-            mod2 = _mod2_8(xb, yb)
-            if sb >= max_iter or _escaped8(mod2, r2):
-                _store8(ob, nb, mod2, nbuf, mbuf)
-                ob, xb, yb, cb, db, nb = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next8(row, col, stride)
-                sb = 0
-        if oc >= 0:
-            mod2 = _mod2_8(xc, yc)
-            if sc >= max_iter or _escaped8(mod2, r2):
-                _store8(oc, nc, mod2, nbuf, mbuf)
-                oc, xc, yc, cc, dc, nc = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next8(row, col, stride)
-                sc = 0
-        if od >= 0:
-            mod2 = _mod2_8(xd, yd)
-            if sd >= max_iter or _escaped8(mod2, r2):
-                _store8(od, nd, mod2, nbuf, mbuf)
-                od, xd, yd, cd, dd, nd = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next8(row, col, stride)
-                sd = 0
-        if oe >= 0:
-            mod2 = _mod2_8(xe, ye)
-            if se >= max_iter or _escaped8(mod2, r2):
-                _store8(oe, ne, mod2, nbuf, mbuf)
-                oe, xe, ye, ce, de, ne = _load8(row, col, px, py, julia, c_re, c_im, zero, idle)
-                row, col = _next8(row, col, stride)
-                se = 0
+_iterate_strip32 = _strip_iterator(_load8, _next8, _step8, _mod2_8, _escaped8, _store8)
 
 
 # --------------------------------------------------------------------------- smooth values

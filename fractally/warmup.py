@@ -48,6 +48,20 @@ def kernel_dispatchers() -> dict[str, Any]:
             for name, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
 
 
+def load_for(spec: Any) -> None:
+    """Load (or compile) what rendering ``spec`` runs: its kernel, and the colouring loop for a PNG.
+
+    One pixel's work; the CLI calls it before its clock starts, so the time it reports is the
+    render, not numba loading code (the fixed start-up, with the imports).
+    """
+    from fractally.colour import colourize
+    from fractally.kernel import render_window
+
+    counts, smooth = render_window(spec, 0, 0, 1, 1)
+    if spec.format == "png":
+        colourize(counts, smooth, spec.max_iter, spec.colormap)
+
+
 def warm() -> dict[str, Any]:
     """Render one tiny tile of each fractal; report what numba loaded from its cache or compiled."""
     from fractally.colour import colourize

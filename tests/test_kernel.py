@@ -244,10 +244,10 @@ def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
         "for f in (k.escape_time, k.escape_time_float32):\n"
         "    f(True, -0.8, 0.156, 0.0, 0.0, 3.2, 7, 5, 50, 2.0, 0, 0, c, s)\n"
         "    f(False, 0.0, 0.0, -0.5, 0.0, 3.2, 7, 5, 50, 2.0, 0, 0, c, s)\n"
-        "for d in (k.escape_time, k.escape_time_float32, k._escape_time_strips, k._escape_time_strips32,\n"
-        "          k._iterate_strip, k._iterate_strip32, k._finish_strip, k._pixel_centres):\n"
-        "    for sig, asm in d.inspect_asm().items():\n"
-        "        print('#### ' + d.__name__ + ' ' + str(sig)); print(asm)\n"
+        "for name in ('escape_time', 'escape_time_float32', '_escape_time_strips', '_escape_time_strips32',\n"
+        "             '_iterate_strip', '_iterate_strip32', '_finish_strip', '_pixel_centres'):\n"
+        "    for sig, asm in getattr(k, name).inspect_asm().items():\n"
+        "        print('#### ' + name + ' ' + str(sig)); print(asm)\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
