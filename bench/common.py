@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 
@@ -122,3 +122,77 @@ def median(values: list[float]) -> float:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+#: Plot colours: our stack, anything else, and a target line.
+OURS, OTHER, TARGET = "#1b5f93", "#9fb3d6", "#c0392b"
+
+
+def plot_axes(panels: int = 1, width: float = 4.4, height: float = 3.6) -> tuple[Any, list[Any]]:
+    """A figure with ``panels`` axes side by side, drawn off-screen (Agg) for ``--plot FILE.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
+    for ax in axes.flat:
+        ax.tick_params(labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+    return fig, list(axes.flat)
+
+
+def bar_panel(ax: Any, labels: list[str], values: list[float], *, unit: str = "s", fmt: str = "{:.2f}",
+              ours: Callable[[str], bool] = lambda label: False, runs: list[list[float]] | None = None,
+              missing: list[str] | None = None, target: float | None = None, target_label: str | None = None,
+              title: str | None = None, ylabel: str | None = None, horizontal: bool = False) -> None:
+    """Bars labelled with their value, every run as a dot on its bar when ``runs`` is given, and a
+    dashed target line when ``target`` is. A ``nan`` value is drawn as no bar and its ``missing`` text
+    (default "n/a")."""
+    import math
+
+    shown = [0.0 if math.isnan(v) else v for v in values]
+    draw = ax.barh if horizontal else ax.bar
+    draw(labels, shown, color=[OURS if ours(label) else OTHER for label in labels])
+    for i, value in enumerate(values):
+        points = list(runs[i]) if runs else []
+        for p in points:  # every run, on its bar
+            ax.plot(*((p, i) if horizontal else (i, p)), "o", color="black", markersize=2.5, alpha=0.6)
+        text = ((missing[i] if missing else "n/a") if math.isnan(value)
+                else fmt.format(value) + (f" {unit}" if unit else ""))
+        top = max([shown[i], *points])  # above the bar and its dots
+        ax.annotate(text, (top, i) if horizontal else (i, top), xytext=(3, 0) if horizontal else (0, 3),
+                    textcoords="offset points", fontsize=7, ha="left" if horizontal else "center",
+                    va="center" if horizontal else "bottom")
+    if target is not None:  # a dashed line, named at its far end
+        (ax.axvline if horizontal else ax.axhline)(target, color=TARGET, linestyle="--", linewidth=1)
+        if target_label:
+            where = ((target, 1.0), ("data", "axes fraction")) if horizontal else ((1.0, target),
+                                                                                 ("axes fraction", "data"))
+            ax.annotate(target_label, where[0], xycoords=where[1], xytext=(-3, 2), textcoords="offset points",
+                        fontsize=7, color=TARGET, ha="right", va="bottom" if not horizontal else "top")
+    if horizontal:
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        ax.grid(axis="y", visible=False)
+        ax.margins(x=0.18)
+    else:
+        ax.margins(y=0.12)
+    if title:
+        ax.set_title(title, fontsize=9)
+    if ylabel:
+        (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel, fontsize=8)
+
+
+def save_plot(fig: Any, path: str | Path, title: str) -> None:
+    """Title, tighten and write the figure as a PNG; says where."""
+    import textwrap
+
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(textwrap.fill(title, int(fig.get_figwidth() * 13)), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot: {path}")

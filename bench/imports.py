@@ -9,7 +9,9 @@ imports before its first tile is rendered: gunicorn and its gthread worker, the 
 add up to the total and a package is not charged for what it imports from others. Median of
 ``--runs`` processes per package; the interpreter's own start (``python -c pass``) is shown apart.
 
-    .venv/bin/python bench/imports.py [--runs 7]
+    .venv/bin/python bench/imports.py [--runs 7] [--plot imports.png]
+
+``--plot`` draws the packages' medians as bars (every run as a dot).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import sys
 import time
 from collections import defaultdict
 
-from common import ROOT
+from common import ROOT, bar_panel, plot_axes, save_plot
 
 PATH = ("gunicorn.app.wsgiapp", "gunicorn.workers.gthread", "functions.render_tile.app", "fractally.kernel")
 STDLIB = set(sys.stdlib_module_names) | {"_frozen_importlib", "_frozen_importlib_external", "encodings"}
@@ -56,9 +58,21 @@ def one_run(statement: str) -> tuple[dict[str, float], dict[str, str], float]:
     return per, by, wall
 
 
+def plot(runs: list[dict[str, float]], packages: list[str], total_ms: float, wall: float, bare: float,
+         path: str) -> None:
+    fig, (ax,) = plot_axes(1, width=6.4, height=0.5 + 0.26 * len(packages))
+    per_run = [[r.get(p, 0) / 1e3 for r in runs] for p in packages]
+    bar_panel(ax, packages, [statistics.median(v) for v in per_run], unit="ms", fmt="{:.1f}", runs=per_run,
+              ours=lambda label: label in ("fractally", "functions"), horizontal=True,
+              ylabel="ms of import time, the package's own modules (median)")
+    save_plot(fig, path, f"Imports on render_tile's path: {total_ms:.0f} ms in all; the process takes {wall:.2f} s "
+                         f"('python -c pass': {bare:.3f} s); median of {len(runs)} fresh processes")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--plot", help="draw the per-package import times into this PNG")
     args = ap.parse_args()
     statement = "; ".join(f"import {m}" for m in PATH)
     runs, walls, bare = [], [], []
@@ -78,6 +92,9 @@ def main() -> None:
     print(f"{'all imports':28} {total:8.1f}")
     print(f"process wall time: {statistics.median(walls):.3f} s with these imports, "
           f"{statistics.median(bare):.3f} s for 'python -c pass'")
+    if args.plot:
+        shown = [p for p in packages if statistics.median(r.get(p, 0) for r in runs) / 1e3 >= 0.5]
+        plot(runs, shown, total, statistics.median(walls), statistics.median(bare), args.plot)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,10 @@ with all threads, to show what the machine itself gives at that moment (it is sh
 The job: the whole Mandelbrot set (centre -0.5,0, scale 3), 2048x2048, max_iter 20000 (about
 3400 iterations a pixel: the kernel is nearly all of the work).
 
-    .venv/bin/python bench/scaling.py [--size 2048] [--max-iter 20000] [--rounds 5]
+    .venv/bin/python bench/scaling.py [--size 2048] [--max-iter 20000] [--rounds 5] [--plot scaling.png]
+
+``--plot`` draws throughput (megapixels a second) on one core and on all of them, the service next to
+the bare kernel, and the scaling (1 worker / all cores) against the 1.8x target.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import embedded_service, median, run_job, run_job_in
+from common import bar_panel, embedded_service, median, plot_axes, run_job, run_job_in, save_plot
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -48,12 +51,30 @@ def bare_kernel(spec: dict, threads: int) -> float:
     return time.perf_counter() - t0
 
 
+def plot(runs: dict[str, list[float]], ratios: dict[str, list[float]], size: int, max_iter: int, cores: int,
+         path: str) -> None:
+    fig, (left, right) = plot_axes(2, width=4.6)
+    mpx = size * size / 1e6
+    names = ["service, 1 worker", "service, all cores", "bare kernel, 1 thread", "bare kernel, all cores"]
+    throughput = [[mpx / t for t in runs[name]] for name in names]
+    bar_panel(left, [n.replace(", ", "\n").replace("all cores", f"{cores} cores") for n in names],
+              [median(v) for v in throughput], unit="", fmt="{:.1f}", runs=throughput,
+              ours=lambda label: label.startswith("service"), title="throughput",
+              ylabel="megapixels a second (higher is better)")
+    bar_panel(right, list(ratios), [median(v) for v in ratios.values()], unit="", fmt="{:.2f}×",
+              runs=list(ratios.values()), ours=lambda label: label == "service", target=1.8, target_label="target ≥ 1.8×",
+              title=f"scaling: {cores} cores vs 1 (median of the rounds' ratios)", ylabel="speed-up")
+    save_plot(fig, path, f"Mandelbrot {size}x{size}, max_iter {max_iter}, {cores} cores; "
+                         f"median of {len(runs[names[0]])} rounds (dots: every round)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--max-iter", type=int, default=20000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--plot", help="draw throughput and scaling into this PNG")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     runs: dict[str, list[float]] = {"service, all cores": [], "service, 1 worker": [],
@@ -85,6 +106,8 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({"runs": runs, "service_scaling": median(service), "bare_scaling": median(bare),
                        "cores": cores, "size": args.size, "max_iter": args.max_iter}, f, indent=1)
+    if args.plot:
+        plot(runs, {"service": service, "bare kernel": bare}, args.size, args.max_iter, cores, args.plot)
 
 
 if __name__ == "__main__":
