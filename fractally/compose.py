@@ -27,9 +27,19 @@ Band = list[Part]  # the tiles of one tile row, left to right
 CONTENT_TYPES = {"png": "image/png", "msgpack": "application/msgpack"}
 
 
-def join_band(parts: Band) -> Part:
-    """Tiles of one band, side by side: counts and smooth values of full-width rows."""
-    return np.hstack([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+def _joined(bands: Iterable[Band]) -> Iterator[Part]:
+    """Each band's tiles side by side as full-width rows (counts, smooth), joined into one pair of
+    buffers reused from band to band (the consumer writes a band before it asks for the next): no
+    fresh band-sized arrays to allocate and fault in each time."""
+    counts = smooth = None
+    for parts in bands:
+        rows, width = parts[0][0].shape[0], sum(c.shape[1] for c, _ in parts)
+        if counts is None or counts.shape[0] < rows or counts.shape[1] != width:
+            counts, smooth = np.empty((rows, width), np.uint32), np.empty((rows, width), np.float32)
+        c, s = counts[:rows], smooth[:rows]
+        np.concatenate([p[0] for p in parts], axis=1, out=c)
+        np.concatenate([p[1] for p in parts], axis=1, out=s)
+        yield c, s
 
 
 def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], None] | None = None,
@@ -74,8 +84,7 @@ def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Ex
     release the GIL), at most one band per worker in flight plus the one being written.
     """
     if spec.format == "msgpack":
-        rows = (join_band(b) for b in bands)
-        write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, rows, spec=spec.normalized())
+        write_msgpack_stream(out, spec.width, spec.height, spec.max_iter, _joined(bands), spec=spec.normalized())
         return
     writer = PngStreamWriter(out, spec.width, spec.height)
     if pool is None:
