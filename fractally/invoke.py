@@ -194,20 +194,31 @@ class InProcessInvoker(Invoker):
 
     #: Bytes of tile arrays a job may hold for its assembler; beyond that it reads them back.
     HANDOFF_BYTES = 64 * 2**20
-    #: Nice value of the helper threads (tile writers; the assembler and the colour and deflate threads
-    #: it starts, which inherit it): below the request threads, so a status poll is not kept waiting
-    #: for a core by the PNG encoding (measured in docs/BENCHMARKS.md, "Responsiveness"). The render
-    #: threads keep the process's priority. Linux nice values are per thread.
+    #: Nice value of the assembler thread and of the colour and deflate threads it starts (threads
+    #: inherit their creator's scheduling): below the request threads, so a status poll is not kept
+    #: waiting for a core by the PNG encoding, above the renderers, so a band is encoded as soon as its
+    #: tiles are in (measured in docs/BENCHMARKS.md, "Responsiveness"). Linux nice values are per thread.
     HELPER_NICE = 10
+    #: The render and tile-writer threads run under Linux's ``SCHED_IDLE`` policy (nice 19 where that
+    #: is not available): every other thread that wakes up -- a request's, the assembler's, another
+    #: process's -- takes their core at once instead of waiting out their time slice, so rendering
+    #: uses only the CPU that nothing else wants and a status poll never queues behind it. Switching to
+    #: ``SCHED_IDLE`` needs no privileges (only switching back does).
+    WORK_IDLE = True
 
     def __init__(self, store: ObjectStore, workers: int) -> None:
         super().__init__(store)
-        self.tile_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="render_tile")
-        self.write_pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="store_tile",
-                                             initializer=self._lower_priority)
-        self._write_slots = threading.BoundedSemaphore(max(1, workers))
+        workers = max(1, workers)
+        self.tile_pool = ThreadPoolExecutor(workers, thread_name_prefix="render_tile", initializer=self._idle_priority)
+        self.write_pool = ThreadPoolExecutor(workers, thread_name_prefix="store_tile", initializer=self._idle_priority)
+        self._write_slots = threading.BoundedSemaphore(workers)
         self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble", initializer=self._lower_priority)
         self._pipelines: dict[str, _Pipeline] = {}
+        # A thread inherits its scheduling from the thread that starts it, and a pool starts its threads
+        # on demand, from whichever thread submits (a renderer submits the tile writes; the last tile's
+        # writer, a plain assembly). Start every thread now, from this one, so each gets its own.
+        for pool, count in ((self.tile_pool, workers), (self.write_pool, workers), (self.assemble_pool, 1)):
+            _start_threads(pool, count)
 
     @classmethod
     def _lower_priority(cls) -> None:
@@ -218,6 +229,22 @@ class InProcessInvoker(Invoker):
             os.setpriority(os.PRIO_PROCESS, thread, max(cls.HELPER_NICE, os.getpriority(os.PRIO_PROCESS, thread)))
         except (AttributeError, OSError) as err:  # not Linux, or not allowed: just run at the same priority
             log.debug("cannot lower the helper threads' priority: %r", err)
+
+    @classmethod
+    def _idle_priority(cls) -> None:
+        """Run in each render and tile-writer thread as it starts: ``SCHED_IDLE`` (``WORK_IDLE``), else
+        nice 19."""
+        thread = threading.get_native_id()
+        if cls.WORK_IDLE:
+            try:
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+                return
+            except (AttributeError, OSError) as err:  # not Linux, or a sandbox that forbids it
+                log.debug("cannot put the render threads under SCHED_IDLE: %r", err)
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, 19)
+        except (AttributeError, OSError) as err:
+            log.debug("cannot lower the render threads' priority: %r", err)
 
     def _started(self, job: jobs.Job, indices: list[int]) -> None:
         if not indices:
@@ -345,6 +372,17 @@ class HttpInvoker(Invoker):
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:
+    """Have ``pool`` start ``count`` threads now (each holds a task until all are up)."""
+    barrier = threading.Barrier(count + 1, timeout=30)
+    for _ in range(count):
+        pool.submit(barrier.wait)
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:  # a thread did not come up in time: the pool starts it later
+        log.warning("the %s threads were slow to start", getattr(pool, "_thread_name_prefix", "pool"))
 
 
 def _said(resp: Any) -> str:

@@ -9,7 +9,9 @@ built in the worker, after the fork, so no thread pool crosses a fork.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -40,12 +42,35 @@ class EmbeddedServer(BaseApplication):
         from functions.api.app import create_app
 
         self.app = create_app(self.settings)
+        if self.settings.invoker == "inprocess":
+            threading.Thread(target=_warm_kernels, name="warm-kernels", daemon=True).start()
         return self.app
 
     def close_service(self) -> None:
         """Cancel queued tiles on the way out, so a stopped server does not finish every job first."""
         if self.app is not None:
             self.app.extensions["fractally"].service.close()
+
+
+def _warm_kernels() -> None:
+    """Load the numba kernels (render and colour) now, at nice 10, not in the middle of the first job.
+
+    Loading them from numba's cache holds the GIL for about half a second in all (the colouring loop's
+    module alone about 0.2 s); done by the first job's first tile and first band, that stalled every
+    request of the moment, status polls included. Here it overlaps the server's start instead, while
+    requests are still rare; it changes no answer (a job started meanwhile simply waits for the loader).
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+    try:
+        from fractally.warmup import warm
+
+        logging.getLogger("fractally.serve").debug("kernels ready: %s", warm())
+    except Exception:  # a broken kernel shows on the first render, with its own error; not here
+        logging.getLogger("fractally.serve").warning("could not load the kernels ahead of the first job",
+                                                     exc_info=True)
 
 
 def _bind(host: str, port: int) -> str:
