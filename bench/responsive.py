@@ -86,6 +86,15 @@ def report(label: str, figures: dict) -> None:
           f"idle p50 {idle['p50']:.2f}  p99 {idle['p99']:.2f} ms")
 
 
+def _ms_ticks(axis) -> None:
+    """Plain millisecond labels (1, 2, 5, 10, ...) on a log axis instead of 2x10^0 and friends."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    axis.set_major_locator(FixedLocator([0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500, 1000]))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
 def plot(runs: list[dict], pooled: dict, title: str, path: str) -> None:
     """Left: the latency distributions (share of polls answered within x ms, log x) with the 10 ms target;
     right: every busy poll in the order sent (one colour a run), so spikes and their spacing show."""
@@ -106,6 +115,7 @@ def plot(runs: list[dict], pooled: dict, title: str, path: str) -> None:
     dist.axvline(TARGET_MS, color=TARGET, linestyle="--", linewidth=1, label=f"target: p99 < {TARGET_MS:g} ms")
     dist.axhline(0.99, color="black", linestyle=":", linewidth=0.8)
     dist.set_xscale("log")
+    _ms_ticks(dist.xaxis)
     dist.set_xlabel("latency (ms, log scale)", fontsize=8)
     dist.set_ylabel("share of polls answered within", fontsize=8)
     dist.set_ylim(0, 1.02)
@@ -116,6 +126,7 @@ def plot(runs: list[dict], pooled: dict, title: str, path: str) -> None:
                  color=OURS if len(runs) == 1 else None, label=f"run {i + 1}")
     seq.axhline(TARGET_MS, color=TARGET, linestyle="--", linewidth=1)
     seq.set_yscale("log")
+    _ms_ticks(seq.yaxis)
     seq.set_xlabel("busy status poll, in the order sent", fontsize=8)
     seq.set_ylabel("latency (ms, log scale)", fontsize=8)
     if len(runs) > 1:

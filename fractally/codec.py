@@ -410,9 +410,10 @@ def filtered_rows(rows: int, width: int) -> np.ndarray:
     """An empty (rows, 1 + 3 * width) uint8 buffer of PNG rows, filter type None set: fill
     ``[:, 1:]`` with RGB (e.g. tile by tile) and hand it to ``deflate_filtered``, which saves
     joining the RGB first and copying it again."""
-    raw = np.empty((rows, 1 + 3 * width), np.uint8)
-    raw[:, 0] = 0  # filter type None
-    return raw
+    # Zeros (filter type None in column 0) from calloc: fresh pages come zeroed from the kernel when
+    # the colouring loop first writes them, outside the GIL. np.empty and a column write faulted the
+    # whole band in while holding the GIL (10-43 ms stalls of every request, docs/BENCHMARKS.md).
+    return np.zeros((rows, 1 + 3 * width), np.uint8)
 
 
 def deflate_filtered(raw: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> DeflatedRows:
