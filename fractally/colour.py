@@ -255,8 +255,7 @@ def colourize(
     The loop is ``fractally.colour_kernel.colour_rows``.
     """
     counts, smooth = np.asarray(counts), np.asarray(smooth)
-    _check_name(colormap)
-    _check_arrays(counts, smooth, max_iter)
+    _check_arrays(counts, smooth, max_iter)  # before the allocation below; colour_into checks the rest
     out = np.empty((counts.shape[0], counts.shape[1], 3), np.uint8)
     colour_into(out.reshape(counts.shape[0], -1), counts, smooth, max_iter, colormap)
     return out

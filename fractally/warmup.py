@@ -63,16 +63,12 @@ def load_for(spec: Any) -> None:
 
 
 def warm() -> dict[str, Any]:
-    """Render one tiny tile of each fractal; report what numba loaded from its cache or compiled."""
-    from fractally.colour import colourize
+    """Load every kernel (one pixel of each warm spec); report what numba loaded from its cache or compiled."""
     from fractally.spec import parse_spec
-    from fractally.tiling import render_tile_arrays, tile
 
     started = time.perf_counter()
     for raw in WARM_SPECS:
-        spec = parse_spec(raw)
-        counts, smooth = render_tile_arrays(spec, tile(spec, 0))
-        colourize(counts, smooth, spec.max_iter, spec.colormap)
+        load_for(parse_spec(raw))  # PNG specs: the colouring loop too
     hits = misses = 0
     for dispatcher in kernel_dispatchers().values():
         hits += sum(dispatcher.stats.cache_hits.values())
