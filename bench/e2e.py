@@ -14,9 +14,13 @@ The store is a fresh folder under $TMPDIR (default /tmp) per run: ``TMPDIR=/dev/
 tmpfs, which separates the stack's own cost from the disk's (creating a file on this machine's
 ext4 costs 0.1-0.8 ms of CPU, depending on what else writes to it).
 
-``--fractal julia`` is the default view (c = -0.8+0.156i, about 46 iterations a pixel at
+``--fractal julia`` is the default view (c = -0.8+0.156i, about 26 iterations a pixel at
 max_iter 1000: light, so per-pixel costs dominate); ``--fractal mandelbrot`` is the whole set
-(centre -0.5,0, scale 3), where the points inside run to max_iter.
+(centre -0.5,0, scale 3), where the points inside run to max_iter; ``seahorse`` zooms into the
+filaments of the Mandelbrot set's Seahorse Valley and ``interior`` looks at the main cardioid,
+where almost every pixel runs to max_iter: from light to compute-bound. The service adds a
+roughly fixed cost per pixel (store, colour, compress), so the ratio falls as the iterations a
+pixel rise; each view prints its mean iterations a pixel and ``--plot`` draws the ratio against it.
 """
 
 from __future__ import annotations
@@ -33,7 +37,19 @@ from fractally.compose import render_bands
 from fractally.spec import parse_spec
 
 VIEWS = {"julia": {"c": [-0.8, 0.156]},
-         "mandelbrot": {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0}}
+         "mandelbrot": {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0},
+         "seahorse": {"fractal": "mandelbrot", "center": [-0.7436, 0.1318], "scale": 0.02},
+         "interior": {"fractal": "mandelbrot", "center": [-0.2, 0.0], "scale": 0.6}}
+
+
+def mean_iterations(spec_dict: dict, workers: int) -> float:
+    """Mean escape count a pixel of the view: how much kernel work each pixel carries."""
+    spec = parse_spec(spec_dict)
+    total = 0
+    with ThreadPoolExecutor(workers) as pool:
+        for parts in render_bands(spec, pool):
+            total += sum(int(counts.sum(dtype="int64")) for counts, _ in parts)
+    return total / spec.pixels
 
 
 def bare_kernel(spec_dict: dict, workers: int) -> tuple[float, float]:
@@ -61,14 +77,16 @@ def measure(view: str, args: argparse.Namespace, workers: int) -> dict[str, list
     spec = {**VIEWS[view], "width": args.size, "height": args.size, "max_iter": args.max_iter,
             "format": args.format}
     bare_kernel({**spec, "width": 64, "height": 64}, workers)  # compile
-    runs: dict[str, list[float]] = {"bare": [], "stack": [], "bare_cpu": [], "stack_cpu": []}
+    iterations = mean_iterations(spec, workers)
+    runs: dict[str, list[float]] = {"bare": [], "stack": [], "bare_cpu": [], "stack_cpu": [],
+                                    "iterations": [iterations]}
     for _ in range(args.repeat):
         for kind, (wall, cpu) in (("bare", bare_kernel(spec, workers)), ("stack", service_run(spec))):
             runs[kind].append(wall)
             runs[f"{kind}_cpu"].append(cpu)
     b, s = median(runs["bare"]), median(runs["stack"])
-    print(f"{args.size}x{args.size} {view}, max_iter {args.max_iter}, {args.format}, {workers} cores, "
-          f"median of {args.repeat}; store in {tempfile.gettempdir()}")
+    print(f"{args.size}x{args.size} {view} ({iterations:.0f} iterations a pixel), max_iter {args.max_iter}, "
+          f"{args.format}, {workers} cores, median of {args.repeat}; store in {tempfile.gettempdir()}")
     print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['bare'])}")
     print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['stack'])}")
     runs["ratio"] = [x / y for x, y in zip(runs["stack"], runs["bare"])]
@@ -95,12 +113,26 @@ def main() -> None:
     if args.plot:
         from common import bar_panel, plot_axes, save_plot
 
-        fig, (ax,) = plot_axes(width=max(4.4, 2.6 * len(results)))
+        from common import OTHER, OURS, TARGET
+
+        fig, (ax, curve) = plot_axes(2, width=max(4.4, 2.2 * len(results)))
         labels = [f"{view}\n{kind}" for view in results for kind in ("wall", "CPU")]
         keys = [(view, key) for view in results for key in ("ratio", "ratio_cpu")]
         bar_panel(ax, labels, [median(results[v][k]) for v, k in keys], unit="", fmt="{:.2f}x",
                   ours=lambda label: True, runs=[results[v][k] for v, k in keys], target=1.1,
                   target_label="target ≤ 1.1x", ylabel="service / bare kernel (median of pairs)")
+        for key, label, colour in (("ratio", "wall", OURS), ("ratio_cpu", "CPU", OTHER)):
+            points = sorted((results[v]["iterations"][0], median(results[v][key]), v) for v in results)
+            curve.plot([p[0] for p in points], [p[1] for p in points], "o-", color=colour, label=label)
+            if key == "ratio":
+                for x, y, view in points:
+                    curve.annotate(view, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        curve.axhline(1.1, color=TARGET, linestyle="--", linewidth=1, label="target ≤ 1.1x")
+        curve.set_xscale("log")
+        curve.set_xlabel("mean iterations a pixel (log scale)", fontsize=8)
+        curve.set_ylabel("service / bare kernel", fontsize=8)
+        curve.legend(fontsize=7)
+        curve.set_title("overhead against work a pixel", fontsize=9)
         save_plot(fig, args.plot, f"Stack overhead: {args.size}² PNG job, max_iter {args.max_iter}, "
                   f"{workers} cores, store in {tempfile.gettempdir()} (bench/e2e.py --repeat {args.repeat})")
 

@@ -12,9 +12,9 @@ all of them alike; compare the ratios, not the absolute numbers.
    loop of bench/kernel.py, (b) fractally.kernel.escape_time, (b') its float32
    opt-in, (c) bench/c_kernel.c (AVX2 intrinsics, 16 pixels in flight), one thread.
 2. Two cores, the same julia at 3840x2160: ours as the CLI runs it (256-pixel tiles
-   on a ThreadPoolExecutor(2) through fractally.compose.render_bands) vs C with
-   OpenMP on 2 threads; and the CLI's whole pipeline in this process (tiles, then
-   write_image_file to .msgpack or .png), free of the start-up's noise.
+   on a ThreadPoolExecutor(2) through fractally.compose.render_bands, no encoding) vs C with
+   OpenMP on 2 threads; and the CLI's whole pipeline in this process
+   (fractally.compose.render_image_file to .msgpack or .png), free of the start-up's noise.
 3. Through the CLI: ``fractally render`` in a subprocess on the 3840x2160 julia, writing
    .msgpack and .png, vs C on 2 threads: the render time the CLI prints (its clock starts after
    the imports and after numba has loaded the kernels: the fixed start-up), and, as a check,
@@ -231,7 +231,7 @@ def main() -> None:
     import numba
     import numpy as np
 
-    from fractally.compose import render_bands, write_image_file
+    from fractally.compose import render_bands, render_image_file
     from fractally.kernel import escape_time, escape_time_float32
     from fractally.spec import parse_spec
 
@@ -273,7 +273,7 @@ def main() -> None:
         specs = {fmt: parse_spec({**LARGE, "format": fmt}) for fmt in ("msgpack", "png")}
 
         def pipeline(fmt):  # what `fractally render` does after start-up: tiles on two threads, encode, write
-            return lambda: write_image_file(specs[fmt], render_bands(specs[fmt], pool), tmp / f"inproc.{fmt}", pool)
+            return lambda: render_image_file(specs[fmt], tmp / f"inproc.{fmt}", pool)
 
         # ---- warm up (compile), and check everything computes the same counts
         for fn in (naive, ours, ours32, ours_tiles, pipeline("msgpack"), pipeline("png")):

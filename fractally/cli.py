@@ -57,7 +57,7 @@ def spec_from_args(args: argparse.Namespace, fmt: str) -> dict:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fractally.compose import render_bands, write_image_file
+    from fractally.compose import render_image_file
     from fractally.spec import parse_spec
     from fractally.tiling import tile_count
     from fractally.warmup import load_for
@@ -73,9 +73,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     with tqdm(total=tile_count(spec), unit="tile", disable=args.quiet, file=sys.stderr,
               desc=f"{spec.width}x{spec.height}") as bar, ThreadPoolExecutor(workers) as pool:
-        write_image_file(spec, render_bands(spec, pool, on_tile=lambda t: bar.update()), out, pool)
+        render_image_file(spec, out, pool, on_tile=lambda t: bar.update())
     if not args.quiet:
-        print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - started:.2f} s", file=sys.stderr)
+        print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - started:.3f} s", file=sys.stderr)
     print(out)
     return 0
 

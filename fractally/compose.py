@@ -1,22 +1,31 @@
-"""From bands of tiles to a finished image file: shared by the CLI, sync renders and assemble.
+"""From tiles to a finished image: shared by the CLI, sync renders and assemble.
 
-A band is one row of tiles, full image width. Memory is bounded by a band (plus
+A band is one row of tiles, full image width. Memory is bounded by a few bands (plus
 the encoder's small buffers), never by the image, so a gigapixel result is
 written with the same few hundred MiB as a small one.
+
+Two ways in: ``render_image`` renders a spec straight into its encoding, each tile placed
+by the thread that rendered it (the CLI and sync renders); ``write_image`` encodes bands
+of tiles that already exist (assemble, which reads them from the store).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import threading
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally.codec import DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, write_msgpack_stream
+from fractally.codec import (DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, msgpack_layout,
+                             write_msgpack_stream)
 from fractally.colour import colour_into
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
@@ -102,17 +111,206 @@ def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Ex
     writer.close()
 
 
-def write_image_file(spec: RenderSpec, bands: Iterable[Band], path: str | os.PathLike,
-                     pool: Executor | None = None) -> Path:
-    """Write atomically: the file appears under ``path`` only once it is complete."""
-    path = Path(path)
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A file that appears under ``path`` only once the block completes (removed if it fails)."""
     fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as out:
-            write_image(spec, bands, out, pool)
+            yield out
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; the image is for everyone who can read the folder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_image_file(spec: RenderSpec, bands: Iterable[Band], path: str | os.PathLike,
+                     pool: Executor | None = None) -> Path:
+    """``write_image`` atomically: the file appears under ``path`` only once it is complete."""
+    path = Path(path)
+    with _atomic_file(path) as out:
+        write_image(spec, bands, out, pool)
     return path
+
+
+def render_image_file(spec: RenderSpec, path: str | os.PathLike, pool: Executor,
+                      on_tile: Callable[[Tile], None] | None = None) -> Path:
+    """``render_image`` atomically: the file appears under ``path`` only once it is complete."""
+    path = Path(path)
+    with _atomic_file(path) as out:
+        render_image(spec, out, pool, on_tile)
+    return path
+
+
+# --- rendering straight into the encoding -----------------------------------------------------------
+
+class _PositionalWriter:
+    """Writes at offsets (from ``out``'s position when made), from any thread: ``os.pwrite`` on a real
+    file (no lock; the GIL is released while the kernel copies), else seek and write under a lock."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.base, self._lock = out, out.tell(), threading.Lock()
+        try:
+            out.flush()
+            self.fd: int | None = out.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):  # BytesIO and friends
+            self.fd = None
+
+    def write(self, data: Any, offset: int) -> None:
+        view = memoryview(data).cast("B")
+        if self.fd is None:
+            with self._lock:
+                self.out.seek(self.base + offset)
+                self.out.write(view)
+            return
+        at = self.base + offset
+        while view:
+            written = os.pwrite(self.fd, view, at)
+            view, at = view[written:], at + written
+
+
+class _BandInFlight:
+    """One band: its tiles to place, then its finishing jobs to run; ``done`` gets the jobs' results."""
+
+    def __init__(self, tiles: int, state: Any) -> None:
+        self.state = state
+        self.done: Future = Future()
+        self._tiles_left, self._jobs_left = tiles, 0
+        self._results: list[Any] = []
+        self._lock = threading.Lock()
+
+    def tile_placed(self) -> bool:
+        """True for the band's last tile: its thread starts the finishing jobs."""
+        with self._lock:
+            self._tiles_left -= 1
+            return self._tiles_left == 0
+
+    def expect_jobs(self, count: int) -> None:
+        with self._lock:
+            self._jobs_left, self._results = count, [None] * count
+
+    def job_done(self, i: int, result: Any) -> None:
+        with self._lock:
+            self._results[i] = result
+            self._jobs_left -= 1
+            finished = self._jobs_left == 0
+        if finished and not self.done.done():
+            self.done.set_result(self._results)
+
+    def fail(self, err: BaseException) -> None:
+        with self._lock:
+            if not self.done.done():
+                self.done.set_exception(err)
+
+
+def _render_placed(spec: RenderSpec, pool: Executor, start: Callable[[int, list[Tile]], Any],
+                   place: Callable[[Any, Tile, np.ndarray, np.ndarray], None],
+                   finish: Callable[[Any], Sequence[Callable[[], Any]]],
+                   on_tile: Callable[[Tile], None] | None, lookahead: int) -> Iterator[list[Any]]:
+    """Render every tile on ``pool`` and hand it to ``place`` on the thread that rendered it (then it is
+    freed); a band's last tile runs the band's ``finish`` jobs (on the pool, the first on its own thread,
+    so the last band's jobs share the cores). Yields each band's job results, top to bottom, with up to
+    ``lookahead`` more bands in flight."""
+    rows, _ = grid(spec)
+
+    def run_job(work: _BandInFlight, i: int, job: Callable[[], Any]) -> None:
+        try:
+            work.job_done(i, job())
+        except BaseException as err:  # noqa: BLE001 -- handed to the caller through work.done
+            work.fail(err)
+
+    def render(work: _BandInFlight, t: Tile) -> None:
+        try:
+            counts, smooth = render_tile_arrays(spec, t)
+            place(work.state, t, counts, smooth)
+            del counts, smooth
+            if on_tile is not None:
+                on_tile(t)
+            if work.tile_placed():
+                jobs = list(finish(work.state))
+                work.expect_jobs(len(jobs))
+                for i, job in enumerate(jobs[1:], 1):
+                    pool.submit(run_job, work, i, job)
+                run_job(work, 0, jobs[0])
+        except BaseException as err:  # noqa: BLE001
+            work.fail(err)
+
+    def submit(r: int) -> _BandInFlight:
+        tiles = band(spec, r)
+        work = _BandInFlight(len(tiles), start(r, tiles))
+        for t in tiles:
+            pool.submit(render, work, t)
+        return work
+
+    queue: deque[_BandInFlight] = deque(submit(r) for r in range(min(lookahead, rows)))
+    for r in range(rows):
+        if r + lookahead < rows:
+            queue.append(submit(r + lookahead))
+        yield queue.popleft().done.result()
+
+
+def _row_pieces(rows: int, pieces: int) -> list[slice]:
+    """``rows`` cut into up to ``pieces`` consecutive slices of nearly equal size."""
+    pieces = max(1, min(pieces, rows))
+    edges = [rows * i // pieces for i in range(pieces + 1)]
+    return [slice(a, b) for a, b in zip(edges, edges[1:])]
+
+
+def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
+                 on_tile: Callable[[Tile], None] | None = None, lookahead: int = 2) -> None:
+    """Render ``spec`` into ``out`` (seekable) in its format: the same image ``write_image`` makes of
+    ``render_bands``, with less memory and less copying.
+
+    Each tile goes from the kernel to its place while it is still in the core's cache -- coloured
+    into its band's PNG rows, or copied into its band's msgpack rows -- and is freed at once (a
+    third of the memory in flight: fewer pages to fault in, docs/BENCHMARKS.md "Kernel"). A band's
+    last tile finishes the band: deflate (one piece a band, so the PNG is byte for byte
+    ``write_image``'s), or the band's writes at their offsets, cut in as many pieces as the pool has
+    workers so the last band keeps every core busy. The caller's thread only writes finished PNG
+    bands, in order.
+    """
+    rows_of = lambda tiles: tiles[0].height  # noqa: E731 -- the band's rows: its tiles' height
+    if spec.format == "msgpack":
+        halves = max(1, getattr(pool, "_max_workers", 1) // 2)  # two arrays: a job per core in all
+        layout = msgpack_layout(spec.width, spec.height, spec.max_iter, spec.normalized())
+        writer = _PositionalWriter(out)
+        writer.write(layout.head, 0)
+        writer.write(layout.middle, layout.smooth_at - len(layout.middle))
+        row_bytes = spec.width * 4
+
+        def start(r: int, tiles: list[Tile]) -> tuple[int, np.ndarray, np.ndarray]:
+            shape = (rows_of(tiles), spec.width)
+            return tiles[0].y0, np.empty(shape, np.uint32), np.empty(shape, np.float32)
+
+        def place(state: tuple, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
+            _, band_counts, band_smooth = state
+            band_counts[:, t.x0 : t.x0 + t.width] = counts
+            band_smooth[:, t.x0 : t.x0 + t.width] = smooth
+
+        def finish(state: tuple) -> list[Callable[[], None]]:
+            y0, band_counts, band_smooth = state
+            return [lambda array=array, at=at, rows=rows: writer.write(array[rows], at + (y0 + rows.start) * row_bytes)
+                    for array, at in ((band_counts, layout.counts_at), (band_smooth, layout.smooth_at))
+                    for rows in _row_pieces(band_counts.shape[0], halves)]
+
+        for _ in _render_placed(spec, pool, start, place, finish, on_tile, lookahead):
+            pass
+        out.seek(writer.base + layout.size)
+        return
+
+    png = PngStreamWriter(out, spec.width, spec.height)
+
+    def start_png(r: int, tiles: list[Tile]) -> np.ndarray:
+        return filtered_rows(rows_of(tiles), spec.width)
+
+    def place_png(raw: np.ndarray, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
+        colour_into(raw[:, 1 + 3 * t.x0 : 1 + 3 * (t.x0 + t.width)], counts, smooth, spec.max_iter, spec.colormap)
+
+    def finish_png(raw: np.ndarray) -> list[Callable[[], DeflatedRows]]:
+        return [lambda: deflate_filtered(raw)]  # one piece a band, as write_image makes: the same bytes
+
+    for pieces_of_band in _render_placed(spec, pool, start_png, place_png, finish_png, on_tile, lookahead):
+        for piece in pieces_of_band:
+            png.write_deflated(piece)
+    png.close()

@@ -141,6 +141,7 @@ class _Pipeline:
         self.tiles_over = self.assembly_over = self.settled = False
         self.tiles_error: str | None = None
         self.assembly_error: str | None = None
+        self.awaited: int | None = None  # the tile the assembler is blocked on
 
     def tile_ended(self, index: int, part: tasks.Part | None, ok: bool) -> None:
         with self.cond:
@@ -151,13 +152,16 @@ class _Pipeline:
                 if self.held + size <= self.budget:
                     self.arrays[index] = part
                     self.held += size
-            self.cond.notify_all()
+            if index == self.awaited or not ok:  # waking the assembler for another tile only costs a GIL handoff
+                self.cond.notify_all()
 
     def wait(self, index: int) -> tasks.Part | None:
         """``tasks.assemble``'s ``ready``: block until tile ``index`` is stored; its arrays if held."""
         with self.cond:
+            self.awaited = index
             while index in self.pending and not self.failed:
                 self.cond.wait()
+            self.awaited = None
             if self.failed:
                 raise TileFailed("a tile of this job could not be rendered")
             part = self.arrays.pop(index, None)
@@ -185,11 +189,14 @@ class _Pipeline:
 class InProcessInvoker(Invoker):
     """The embedded default: thread pools in this process (numba releases the GIL).
 
-    ``workers`` threads compute tiles; as many more write them to the store, so a core does not
-    wait for the disk (at most ``workers`` written tiles wait, then the renderers wait for them).
-    A job's assembly starts with its tiles and takes each band as soon as its tiles are stored
-    (``tasks.assemble(ready=...)``), with the arrays of the tiles rendered here handed over in
-    memory: colouring and compressing overlap rendering, and nothing is read back.
+    ``workers`` threads each render a tile and store it, as render_tile does. (Separate writer
+    threads cost more than they saved: writing a tile is CPU work -- copying it into the page
+    cache -- not waiting for a disk, and with two SCHED_IDLE threads a core instead of one, a
+    request thread waited for the GIL behind whichever of them the core ran next; status-poll
+    p99 in docs/BENCHMARKS.md, "Responsiveness".) A job's assembly starts with its tiles and
+    takes each band as soon as its tiles are stored (``tasks.assemble(ready=...)``), with the
+    arrays of the tiles rendered here handed over in memory: colouring and compressing overlap
+    rendering, and nothing is read back.
     """
 
     #: Bytes of tile arrays a job may hold for its assembler; beyond that it reads them back.
@@ -199,7 +206,7 @@ class InProcessInvoker(Invoker):
     #: waiting for a core by the PNG encoding, above the renderers, so a band is encoded as soon as its
     #: tiles are in (measured in docs/BENCHMARKS.md, "Responsiveness"). Linux nice values are per thread.
     HELPER_NICE = 10
-    #: The render and tile-writer threads run under Linux's ``SCHED_IDLE`` policy (nice 19 where that
+    #: The render threads run under Linux's ``SCHED_IDLE`` policy (nice 19 where that
     #: is not available): every other thread that wakes up -- a request's, the assembler's, another
     #: process's -- takes their core at once instead of waiting out their time slice, so rendering
     #: uses only the CPU that nothing else wants and a status poll never queues behind it. Switching to
@@ -210,14 +217,12 @@ class InProcessInvoker(Invoker):
         super().__init__(store)
         workers = max(1, workers)
         self.tile_pool = ThreadPoolExecutor(workers, thread_name_prefix="render_tile", initializer=self._idle_priority)
-        self.write_pool = ThreadPoolExecutor(workers, thread_name_prefix="store_tile", initializer=self._idle_priority)
-        self._write_slots = threading.BoundedSemaphore(workers)
         self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble", initializer=self._lower_priority)
         self._pipelines: dict[str, _Pipeline] = {}
         # A thread inherits its scheduling from the thread that starts it, and a pool starts its threads
-        # on demand, from whichever thread submits (a renderer submits the tile writes; the last tile's
-        # writer, a plain assembly). Start every thread now, from this one, so each gets its own.
-        for pool, count in ((self.tile_pool, workers), (self.write_pool, workers), (self.assemble_pool, 1)):
+        # on demand, from whichever thread submits (the last tile's renderer submits a plain assembly).
+        # Start every thread now, from this one, so each gets its own.
+        for pool, count in ((self.tile_pool, workers), (self.assemble_pool, 1)):
             _start_threads(pool, count)
 
     @classmethod
@@ -232,8 +237,7 @@ class InProcessInvoker(Invoker):
 
     @classmethod
     def _idle_priority(cls) -> None:
-        """Run in each render and tile-writer thread as it starts: ``SCHED_IDLE`` (``WORK_IDLE``), else
-        nice 19."""
+        """Run in each render thread as it starts: ``SCHED_IDLE`` (``WORK_IDLE``), else nice 19."""
         thread = threading.get_native_id()
         if cls.WORK_IDLE:
             try:
@@ -260,29 +264,20 @@ class InProcessInvoker(Invoker):
         future.add_done_callback(lambda f: self._settle(job.id, pipeline, assembly=True, error=_error_of(f)))
 
     def _send_tile(self, job: jobs.Job, index: int) -> None:
-        future = self.tile_pool.submit(tasks.compute_tile, job.tile_task(index), self.store, job.spec)
-        future.add_done_callback(lambda f: self._computed(job, index, f))
+        future = self.tile_pool.submit(self._render_and_store, job, index)
+        future.add_done_callback(lambda f: self._tile_settled(job, index, f))
 
-    def _computed(self, job: jobs.Job, index: int, future: Future) -> None:
-        """On the render thread: hand the tile to a writer (waiting for a free slot), or end it here."""
-        error = _error_of(future)
-        if error is None and isinstance(future.result(), tasks.RenderedTile):
-            rendered = future.result()
-            self._write_slots.acquire()
-            try:
-                write = self.write_pool.submit(tasks.store_tile, rendered, self.store)
-            except RuntimeError:  # shut down
-                self._write_slots.release()
-                self._ended(job, index, None, "cancelled")
-                return
-            write.add_done_callback(lambda w: self._written(job, index, rendered, w))
-            return
-        self._ended(job, index, None, error)
+    def _render_and_store(self, job: jobs.Job, index: int) -> tasks.Part | None:
+        """On a render thread: the tile's arrays for the assembler, or None if it was stored already."""
+        rendered = tasks.compute_tile({"job": job.id, "tile": index}, self.store, job.spec)
+        if not isinstance(rendered, tasks.RenderedTile):
+            return None
+        tasks.store_tile(rendered, self.store)
+        return rendered.counts, rendered.smooth
 
-    def _written(self, job: jobs.Job, index: int, rendered: tasks.RenderedTile, future: Future) -> None:
-        self._write_slots.release()
+    def _tile_settled(self, job: jobs.Job, index: int, future: Future) -> None:
         error = _error_of(future)
-        self._ended(job, index, (rendered.counts, rendered.smooth) if error is None else None, error)
+        self._ended(job, index, future.result() if error is None else None, error)
 
     def _ended(self, job: jobs.Job, index: int, part: tasks.Part | None, error: str | None) -> None:
         with self._lock:
@@ -314,7 +309,6 @@ class InProcessInvoker(Invoker):
 
     def close(self) -> None:
         self.tile_pool.shutdown(wait=False, cancel_futures=True)
-        self.write_pool.shutdown(wait=False, cancel_futures=True)
         self.assemble_pool.shutdown(wait=False, cancel_futures=True)
 
 

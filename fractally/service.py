@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from fractally import jobs
-from fractally.compose import CONTENT_TYPES, render_bands, write_image
+from fractally.compose import CONTENT_TYPES, render_image
 from fractally.config import Settings
 from fractally.invoke import Invoker, make_invoker
 from fractally.spec import RenderSpec
@@ -71,7 +71,7 @@ class Service:
     def render_sync(self, spec: RenderSpec) -> tuple[bytes, str]:
         """A small image rendered now, on the sync pool (the caller's thread only waits)."""
         out = io.BytesIO()
-        write_image(spec, render_bands(spec, self.sync_pool), out, self.sync_pool)
+        render_image(spec, out, self.sync_pool)
         return out.getvalue(), CONTENT_TYPES[spec.format]
 
     def close(self) -> None:

@@ -1,6 +1,6 @@
 """How the in-process invoker schedules its threads (DESIGN.md principle 6: the API never waits on the CPU).
 
-Render and tile-writer threads run under Linux's SCHED_IDLE (nice 19 where that is refused), the
+Render threads (each renders a tile and stores it) run under Linux's SCHED_IDLE (nice 19 where that is refused), the
 assembler at nice 10, and every thread is started by the invoker itself: a thread inherits its
 creator's scheduling, so a pool that started its threads on demand would hand a render thread's
 SCHED_IDLE to whatever it submits to. Request threads keep the process's own priority.
@@ -39,14 +39,12 @@ def invoker(tmp_path: Path):
 
 def test_every_thread_is_started_up_front(invoker):
     assert len(invoker.tile_pool._threads) == 2
-    assert len(invoker.write_pool._threads) == 2
     assert len(invoker.assemble_pool._threads) == 1
 
 
-def test_render_and_writer_threads_yield_to_everything(invoker):
-    for pool in (invoker.tile_pool, invoker.write_pool):
-        seen = {pool.submit(_scheduling).result() for _ in range(8)}
-        assert all(_idle_or_nice_19(s) for s in seen), seen
+def test_render_threads_yield_to_everything(invoker):
+    seen = {invoker.tile_pool.submit(_scheduling).result() for _ in range(8)}
+    assert all(_idle_or_nice_19(s) for s in seen), seen
 
 
 def test_assembler_runs_below_requests_but_above_the_renderers(invoker):
@@ -56,7 +54,8 @@ def test_assembler_runs_below_requests_but_above_the_renderers(invoker):
 
 
 def test_a_thread_the_renderers_start_does_not_inherit_their_priority(invoker):
-    """What a render thread submits (a tile write) runs on a writer that the invoker started."""
+    """What a render thread submits (the assembly of a job whose tiles were all stored) runs on a
+    thread that the invoker started."""
     def from_render_thread() -> tuple[int, int]:
         return invoker.assemble_pool.submit(_scheduling).result()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 import pytest
 
 from fractally.errors import InvalidKey, KeyNotFound, StoreUnavailable
-from fractally.store import ObjectStore, open_store
+from fractally.store import ObjectStore, check_key, open_store
 from fractally.store.local import TMP_DIR, LocalStore
 from tests.conftest_store import S3_TEST_CREDENTIALS
 
@@ -308,6 +309,69 @@ def test_local_key_and_folder_of_the_same_name_clash(tmp_path: Path) -> None:
     assert store.list("") == ["a"]
 
 
+def test_local_key_clash_is_found_in_a_folder_the_store_made_before(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("a/b", b"1")  # the store makes (and remembers) the folder a
+    store.delete("a/b")  # which prunes it
+    store.put("a", b"2")
+    with pytest.raises(InvalidKey):
+        store.put("a/c", b"3")
+    assert store.list("") == ["a"]
+
+
+@pytest.mark.parametrize("write", [
+    lambda s, k: s.put(k, b"2"),
+    lambda s, k: s.put_if_absent(k, b"2"),
+], ids=["put", "put_if_absent"])
+def test_local_put_after_its_folder_was_removed_behind_the_stores_back_still_succeeds(tmp_path: Path, write) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("tiles/h/1.tile", b"1")
+    shutil.rmtree(tmp_path / "s" / "tiles")
+    write(store, "tiles/h/2.tile")
+    assert store.list("") == ["tiles/h/2.tile"]
+    assert store.get("tiles/h/2.tile") == b"2"
+
+
+def test_local_objects_are_readable_by_everyone_whatever_the_umask(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"3")
+    store = LocalStore(tmp_path / "s")
+    old = os.umask(0o077)
+    try:
+        store.put("m/put", b"1")
+        store.put_if_absent("m/pia", b"2")
+        store.put_file("m/file", src)
+    finally:
+        os.umask(old)
+    modes = {key: (tmp_path / "s" / key).stat().st_mode & 0o777 for key in store.list("")}
+    assert modes == {"m/file": 0o644, "m/pia": 0o644, "m/put": 0o644}
+
+
+def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"file")
+    store = LocalStore(tmp_path / "s")
+    store.put("w/put", b"1")
+    store.put("w/put", b"2")
+    store.put_if_absent("w/pia", b"3")
+    store.put_if_absent("w/pia", b"4")
+    store.put_file("w/file", src)
+    store.put_file("w/file", src, if_absent=True)
+    assert os.listdir(tmp_path / "s" / TMP_DIR) == []
+
+
+@pytest.mark.parametrize("write", [
+    lambda s, k: s.put(k, b"2"),
+    lambda s, k: s.put_if_absent(k, b"2"),
+], ids=["put", "put_if_absent"])
+def test_local_write_that_fails_leaves_no_temp_file(tmp_path: Path, write) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.put("a", b"1")
+    with pytest.raises(InvalidKey):
+        write(store, "a/b")  # clashes with the key a
+    assert os.listdir(tmp_path / "s" / TMP_DIR) == []
+
+
 # -- keys --------------------------------------------------------------------------------------------
 
 BAD_KEYS = {
@@ -346,6 +410,11 @@ def test_invalid_key_is_rejected_and_nothing_is_written(store: ObjectStore, key:
 def test_invalid_key_is_rejected_by_every_method(store: ObjectStore, call) -> None:
     with pytest.raises(InvalidKey):
         call(store, "../escape")
+
+
+@pytest.mark.parametrize("key", ["..a", "a..", "...", ".a/b.", "a/.../b", "_-./x"])
+def test_dots_inside_a_segment_are_allowed(key: str) -> None:
+    assert check_key(key) == key
 
 
 def test_invalid_key_message_says_what_is_allowed(store: ObjectStore) -> None:

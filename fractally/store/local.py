@@ -12,9 +12,11 @@ keys under ``a/``; such a write raises ``InvalidKey``. Content types are not sto
 
 from __future__ import annotations
 
+import itertools
 import os
+import secrets
 import shutil
-import tempfile
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -32,42 +34,64 @@ from fractally.store.base import (
 TMP_DIR = "~tmp"
 _FILE_MODE = 0o644
 _PLACE_ATTEMPTS = 5
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+_temp_names = itertools.count()  # next() on a count is atomic: no lock needed between threads
 
 
 _SAFE_PARENTS = 4096  # remembered folders (one or two per job); forgotten all at once when full
 
 
+def _remember(folders: set[str], folder: str) -> None:
+    if len(folders) >= _SAFE_PARENTS:
+        folders.clear()
+    folders.add(folder)
+
+
 class LocalStore(ObjectStore):
-    """Objects as files under ``root`` (created if missing)."""
+    """Objects as files under ``root`` (created if missing).
+
+    A tile is written and checked in tens of microseconds of Python holding the GIL, which the
+    request threads wait for, so the per-object paths are plain ``str`` and ``os`` calls (pathlib
+    cost several microseconds per join or check) and folders known to exist are not made again.
+    """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).expanduser().resolve()
+        self._root = os.path.join(self.root, "")  # "<root>/": a key appended is its file
         self._safe_parents: set[str] = set()  # key prefixes whose folder resolved inside root
+        self._made_parents: set[str] = set()  # key prefixes whose folder this store made (it may be gone)
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
+        self._temp_prefix = os.path.join(self._tmp, f"put-{secrets.token_hex(4)}-")
 
     # -- paths -----------------------------------------------------------------------------
 
-    def _path(self, key: str) -> Path:
-        """The file for ``key``, checked so a symlink in the store cannot lead out of it.
+    def _path(self, key: str) -> str:
+        """The file for ``key``, its folder checked so a symlink in the store cannot lead out of it.
 
         ``check_key`` already rules out ``..``; what is left is a symlink planted in the folder.
         Resolving every path cost ~30 us of pathlib per call (a job's tiles call this hundreds
-        of times), so each parent folder is resolved once and remembered (its tiles share it),
-        and the file itself is checked with one ``lstat``.
+        of times), so each parent folder is resolved once and remembered (its tiles share it).
+        The file itself is checked by ``_leaf``.
         """
         check_key(key)
-        parent, _, _ = key.rpartition("/")
+        parent = key.rpartition("/")[0]
         if parent not in self._safe_parents:
             if not (self.root / parent).resolve().is_relative_to(self.root):
                 raise InvalidKey(f"object key {key!r} leads outside the store")
-            if len(self._safe_parents) >= _SAFE_PARENTS:
-                self._safe_parents.clear()
-            self._safe_parents.add(parent)
-        path = self.root / key
-        if path.is_symlink():
+            _remember(self._safe_parents, parent)
+        return self._root + key
+
+    def _leaf(self, key: str) -> tuple[str, os.stat_result | None]:
+        """``_path`` and what is there now (its ``lstat``, None if nothing); a symlink is refused."""
+        path = self._path(key)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return path, None
+        if stat.S_ISLNK(st.st_mode):
             raise InvalidKey(f"object key {key!r} is a symlink in the store")
-        return path
+        return path, st
 
     def _conflict(self, key: str) -> InvalidKey:
         return InvalidKey(
@@ -77,57 +101,81 @@ class LocalStore(ObjectStore):
 
     # -- writing ---------------------------------------------------------------------------
 
-    def _temp_from(self, fill: Callable[[BinaryIO], None]) -> Path:
-        """A new file in the temp folder written by ``fill``; removed again if ``fill`` fails."""
-        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="put-")
-        tmp = Path(name)
-        try:
-            os.fchmod(fd, _FILE_MODE)
-            with os.fdopen(fd, "wb") as f:
-                fill(f)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return tmp
+    def _temp_from(self, fill: Callable[[int], None]) -> str:
+        """A new file in the temp folder written by ``fill(fd)``; removed again if ``fill`` fails.
 
-    def _place(self, key: str, path: Path, tmp: Path, exclusive: bool) -> bool:
+        Named by this store, the process and a counter (``tempfile.mkstemp`` spent ~5 us of Python on a
+        random name and a Path); ``O_EXCL`` still refuses a name left behind by a crashed process
+        with the same pid, and the next name is tried.
+        """
+        for _ in range(_PLACE_ATTEMPTS):
+            name = f"{self._temp_prefix}{os.getpid()}-{next(_temp_names)}"
+            try:
+                fd = os.open(name, _TEMP_FLAGS, _FILE_MODE)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"no free temporary file name in {self._tmp}")
+        try:
+            try:
+                os.fchmod(fd, _FILE_MODE)  # os.open's mode is masked by the umask; objects are 0o644
+                fill(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            _unlink(name)
+            raise
+        return name
+
+    def _place(self, key: str, path: str, tmp: str, exclusive: bool) -> bool:
         """Move ``tmp`` to ``path``: ``os.replace`` (last writer wins) or, if ``exclusive``,
-        ``os.link``, which fails when the name exists, so exactly one racing writer wins."""
+        ``os.link``, which fails when the name exists, so exactly one racing writer wins.
+
+        The folder is made only if this store has not made or seen it yet; if it has gone since
+        (a delete pruned it, or someone removed it), the move fails and it is made again.
+        """
+        parent = key.rpartition("/")[0]
+        moved = False
         try:
             for _ in range(_PLACE_ATTEMPTS):
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                except (FileExistsError, NotADirectoryError):
-                    raise self._conflict(key) from None
+                if parent not in self._made_parents:
+                    try:
+                        os.makedirs(self._root + parent, exist_ok=True)
+                    except (FileExistsError, NotADirectoryError):
+                        raise self._conflict(key) from None
+                    _remember(self._made_parents, parent)
                 try:
                     if exclusive:
                         os.link(tmp, path)
                     else:
                         os.replace(tmp, path)
+                        moved = True
                     return True
                 except FileExistsError:
-                    if path.is_dir():
+                    if os.path.isdir(path):
                         raise self._conflict(key) from None
                     return False
                 except (IsADirectoryError, NotADirectoryError):
                     raise self._conflict(key) from None
                 except FileNotFoundError:
-                    continue  # a concurrent delete pruned the empty parent folder: make it again
+                    self._made_parents.discard(parent)  # the folder was removed: make it again
             raise OSError(f"could not place object {key!r}: its folder keeps disappearing")
         finally:
-            tmp.unlink(missing_ok=True)
+            if not moved:
+                _unlink(tmp)
 
     def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        path = self._path(key)
+        path, _ = self._leaf(key)
         data = bytes(data)
-        self._place(key, path, self._temp_from(lambda f: f.write(data)), exclusive=False)
+        self._place(key, path, self._temp_from(lambda fd: _write_all(fd, data)), exclusive=False)
 
     def put_if_absent(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> bool:
-        path = self._path(key)
+        path, there = self._leaf(key)
         data = bytes(data)
-        if path.is_file():
+        if _is_object(there):
             return False  # cheap early answer; the hard link below is what decides a race
-        return self._place(key, path, self._temp_from(lambda f: f.write(data)), exclusive=True)
+        return self._place(key, path, self._temp_from(lambda fd: _write_all(fd, data)), exclusive=True)
 
     @property
     def scratch_dir(self) -> Path:
@@ -150,30 +198,34 @@ class LocalStore(ObjectStore):
         exception is a file in ``scratch_dir``, which the caller wrote for the store: it is
         moved (renamed or hard-linked, then unlinked), so it is gone afterwards either way.
         """
-        target = self._path(key)
+        target, there = self._leaf(key)
+        present = _is_object(there)
         if Path(path).parent == self._tmp:
-            if if_absent and target.is_file():
-                Path(path).unlink(missing_ok=True)
+            if if_absent and present:
+                _unlink(path)
                 return False
             os.chmod(path, _FILE_MODE)
-            return self._place(key, target, Path(path), exclusive=if_absent)
-        if if_absent and target.is_file():
+            return self._place(key, target, os.fspath(path), exclusive=if_absent)
+        if if_absent and present:
             return False
         with open(path, "rb") as src:
-            tmp = self._temp_from(lambda f: shutil.copyfileobj(src, f, 1024 * 1024))
+            tmp = self._temp_from(lambda fd: _copy_into(fd, src))
         return self._place(key, target, tmp, exclusive=if_absent)
 
     # -- reading ---------------------------------------------------------------------------
 
     def get(self, key: str) -> bytes:
-        path = self._path(key)
-        try:
-            return path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise KeyNotFound(f"no object at key {key!r}") from None
+        path, there = self._leaf(key)
+        if _is_object(there):
+            try:
+                with open(path, "rb", buffering=0) as f:
+                    return f.readall()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                pass  # it went (or became a folder) since the lstat
+        raise KeyNotFound(f"no object at key {key!r}")
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return _is_object(self._leaf(key)[1])
 
     def list(self, prefix: str = "") -> list[str]:
         check_prefix(prefix)
@@ -193,24 +245,51 @@ class LocalStore(ObjectStore):
         return sorted(keys)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
+        path, _ = self._leaf(key)
         try:
-            path.unlink(missing_ok=True)
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
         except IsADirectoryError:
             return  # only keys under ``key/`` exist; there is no object at ``key``
-        for parent in path.parents:  # prune empty folders so 'a' can later be a key again
-            if parent == self.root:
-                break
+        folder = key
+        while "/" in folder:  # prune empty folders so 'a' can later be a key again
+            folder = folder.rpartition("/")[0]
             try:
-                parent.rmdir()
+                os.rmdir(self._root + folder)
             except OSError:
                 break
+            self._made_parents.discard(folder)
 
     def url(self, key: str, expires: int = 3600) -> str:
         """A ``file://`` URL of the object's absolute path; it does not expire."""
         check_expires(expires)
-        return self._path(key).as_uri()
+        return Path(self._leaf(key)[0]).as_uri()
 
     def describe(self) -> str:
         return self.root.as_uri()
 
+
+def _is_object(there: os.stat_result | None) -> bool:
+    """True if ``_leaf`` found a file (an object), not nothing or a folder of keys under it."""
+    return there is not None and stat.S_ISREG(there.st_mode)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    written = os.write(fd, data)
+    if written < len(data):  # a short write: rare, but a regular file may take it in pieces
+        view = memoryview(data)
+        while written < len(data):
+            written += os.write(fd, view[written:])
+
+
+def _copy_into(fd: int, src: BinaryIO) -> None:
+    with open(fd, "wb", closefd=False) as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+
+
+def _unlink(path: str | os.PathLike[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
