@@ -115,7 +115,7 @@ def main() -> None:
 
         from common import OTHER, OURS, TARGET
 
-        fig, (ax, curve) = plot_axes(2, width=max(4.4, 2.2 * len(results)))
+        fig, (ax, curve) = plot_axes(2, width=max(4.4, 1.4 * len(results)), height=4.0)
         labels = [f"{view}\n{kind}" for view in results for kind in ("wall", "CPU")]
         keys = [(view, key) for view in results for key in ("ratio", "ratio_cpu")]
         bar_panel(ax, labels, [median(results[v][k]) for v, k in keys], unit="", fmt="{:.2f}x",
@@ -129,6 +129,7 @@ def main() -> None:
                     curve.annotate(view, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         curve.axhline(1.1, color=TARGET, linestyle="--", linewidth=1, label="target ≤ 1.1x")
         curve.set_xscale("log")
+        curve.margins(x=0.2, y=0.15)
         curve.set_xlabel("mean iterations a pixel (log scale)", fontsize=8)
         curve.set_ylabel("service / bare kernel", fontsize=8)
         curve.legend(fontsize=7)

@@ -319,10 +319,14 @@ def test_local_key_clash_is_found_in_a_folder_the_store_made_before(tmp_path: Pa
     assert store.list("") == ["a"]
 
 
-@pytest.mark.parametrize("write", [
+#: Both ways of writing bytes to a key (``write(store, key)`` writes b"2").
+each_write = pytest.mark.parametrize("write", [
     lambda s, k: s.put(k, b"2"),
     lambda s, k: s.put_if_absent(k, b"2"),
 ], ids=["put", "put_if_absent"])
+
+
+@each_write
 def test_local_put_after_its_folder_was_removed_behind_the_stores_back_still_succeeds(tmp_path: Path, write) -> None:
     store = LocalStore(tmp_path / "s")
     store.put("tiles/h/1.tile", b"1")
@@ -360,10 +364,7 @@ def test_local_writes_leave_no_temp_files(tmp_path: Path) -> None:
     assert os.listdir(tmp_path / "s" / TMP_DIR) == []
 
 
-@pytest.mark.parametrize("write", [
-    lambda s, k: s.put(k, b"2"),
-    lambda s, k: s.put_if_absent(k, b"2"),
-], ids=["put", "put_if_absent"])
+@each_write
 def test_local_write_that_fails_leaves_no_temp_file(tmp_path: Path, write) -> None:
     store = LocalStore(tmp_path / "s")
     store.put("a", b"1")
