@@ -75,14 +75,24 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
         yield [f.result() for f in queue.popleft()]
 
 
+def _colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
+    """Colour one tile into its columns (from pixel ``x0``) of a band's ``filtered_rows``."""
+    colour_into(raw[:, 1 + 3 * x0 : 1 + 3 * (x0 + counts.shape[1])], counts, smooth, spec.max_iter, spec.colormap)
+
+
+def _workers(pool: Executor) -> int:
+    """How many threads ``pool`` runs (1 if it does not say)."""
+    return max(1, getattr(pool, "_max_workers", 1))
+
+
 def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
     """One band to compressed PNG rows; colours tile by tile, straight into the band's PNG rows."""
     rows = parts[0][0].shape[0]
     raw = filtered_rows(rows, sum(c.shape[1] for c, _ in parts))
-    x = 1
+    x0 = 0
     for counts, smooth in parts:
-        colour_into(raw[:, x : x + counts.shape[1] * 3], counts, smooth, spec.max_iter, spec.colormap)
-        x += counts.shape[1] * 3
+        _colour_tile(spec, raw, x0, counts, smooth)
+        x0 += counts.shape[1]
     return deflate_filtered(raw)
 
 
@@ -101,7 +111,7 @@ def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Ex
             writer.write_deflated(_colour_and_deflate(spec, parts))
     else:
         in_flight: deque[Future] = deque()
-        depth = max(1, getattr(pool, "_max_workers", 1))
+        depth = _workers(pool)
         for parts in bands:
             in_flight.append(pool.submit(_colour_and_deflate, spec, parts))
             if len(in_flight) > depth:
@@ -194,9 +204,8 @@ class _BandInFlight:
         with self._lock:
             self._results[i] = result
             self._jobs_left -= 1
-            finished = self._jobs_left == 0
-        if finished and not self.done.done():
-            self.done.set_result(self._results)
+            if self._jobs_left == 0 and not self.done.done():
+                self.done.set_result(self._results)
 
     def fail(self, err: BaseException) -> None:
         with self._lock:
@@ -272,7 +281,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
     """
     rows_of = lambda tiles: tiles[0].height  # noqa: E731 -- the band's rows: its tiles' height
     if spec.format == "msgpack":
-        halves = max(1, getattr(pool, "_max_workers", 1) // 2)  # two arrays: a job per core in all
+        halves = max(1, _workers(pool) // 2)  # two arrays: a job per core in all
         layout = msgpack_layout(spec.width, spec.height, spec.max_iter, spec.normalized())
         writer = _PositionalWriter(out)
         writer.write(layout.head, 0)
@@ -305,7 +314,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
         return filtered_rows(rows_of(tiles), spec.width)
 
     def place_png(raw: np.ndarray, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
-        colour_into(raw[:, 1 + 3 * t.x0 : 1 + 3 * (t.x0 + t.width)], counts, smooth, spec.max_iter, spec.colormap)
+        _colour_tile(spec, raw, t.x0, counts, smooth)
 
     def finish_png(raw: np.ndarray) -> list[Callable[[], DeflatedRows]]:
         return [lambda: deflate_filtered(raw)]  # one piece a band, as write_image makes: the same bytes
