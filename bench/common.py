@@ -8,6 +8,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -113,6 +114,23 @@ def run_job_in(base: str, store_dir: str | Path, spec: dict, timeout: float = 90
     if status["status"] != "done":
         raise RuntimeError(f"job {body['id']} is {status['status']}: {status.get('error')}")
     return status
+
+
+def file_create_cost(folder: str | Path, files: int = 200) -> float:
+    """CPU microseconds to create one empty file in a new subfolder of ``folder`` (the files stay,
+    for whoever removes ``folder``: deleting them would itself slow later creations, see below).
+
+    Printed by the store benches because on this VM it is not a constant: its ext4 has no journal,
+    and there a new inode skips every inode freed in its block group in the last minute or more
+    (ext4's ``recently_deleted`` check, one inode-table lookup each). A few minutes after a bulk
+    delete (a test run, a previous bench's cleanup) creating a file costs 0.3-0.4 ms instead of
+    ~0.02 ms, and a job's 256 tile files pay it.
+    """
+    sub = Path(tempfile.mkdtemp(prefix="create-cost-", dir=folder))
+    c0 = time.process_time()
+    for i in range(files):
+        os.close(os.open(sub / str(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    return (time.process_time() - c0) / files * 1e6
 
 
 def median(values: list[float]) -> float:

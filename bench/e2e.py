@@ -10,9 +10,9 @@ store so nothing is served from cache.
     .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
                                   [--plot FILE.png]
 
-The store is a fresh folder under $TMPDIR (default /tmp) per run: ``TMPDIR=/dev/shm`` puts it on
-tmpfs, which separates the stack's own cost from the disk's (creating a file on this machine's
-ext4 costs 0.1-0.8 ms of CPU, depending on what else writes to it).
+The store is a fresh folder under $TMPDIR (default /tmp) per run, all removed at the end (see
+``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's own cost
+from the disk's.
 
 ``--fractal julia`` is the default view (c = -0.8+0.156i, about 26 iterations a pixel at
 max_iter 1000: light, so per-pixel costs dominate); ``--fractal mandelbrot`` is the whole set
@@ -31,7 +31,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import SERVERS, cpu_seconds, embedded_service, median, run_job, run_job_in
+from common import SERVERS, cpu_seconds, embedded_service, file_create_cost, median, run_job, run_job_in
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -62,9 +62,19 @@ def bare_kernel(spec_dict: dict, workers: int) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def service_run(spec_dict: dict) -> tuple[float, float]:
-    """(wall seconds, CPU seconds of the server's processes) from submit to done."""
-    with tempfile.TemporaryDirectory(prefix="fractally-e2e-") as store, embedded_service(store) as base:
+def service_run(spec_dict: dict, stores: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the server's processes) from submit to done, in a new store
+    under ``stores``.
+
+    The stores are all removed at the end of the bench, not after each run: this VM's ext4 has no
+    journal, and there a new file skips every inode freed in its block group in the last minute
+    or more (ext4's ``recently_deleted`` check), one lookup each. Deleting the last run's 256
+    tiles made each tile of the next run cost 0.3-0.4 ms of CPU in ``open`` instead of ~0.02 ms
+    (perf: ``find_inode_bit`` -> ``recently_deleted``), a cost of the bench, not of the service,
+    whose store does not delete a job's worth of files before every job.
+    """
+    store = tempfile.mkdtemp(dir=stores)
+    with embedded_service(store) as base:
         run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
         pid = SERVERS[base].pid
         c0, t0 = cpu_seconds(pid), time.perf_counter()
@@ -72,7 +82,7 @@ def service_run(spec_dict: dict) -> tuple[float, float]:
         return time.perf_counter() - t0, cpu_seconds(pid) - c0
 
 
-def measure(view: str, args: argparse.Namespace, workers: int) -> dict[str, list[float]]:
+def measure(view: str, args: argparse.Namespace, workers: int, stores: str) -> dict[str, list[float]]:
     """Interleaved pairs (bare kernel, service) for one view: wall and CPU seconds of each run."""
     spec = {**VIEWS[view], "width": args.size, "height": args.size, "max_iter": args.max_iter,
             "format": args.format}
@@ -80,13 +90,15 @@ def measure(view: str, args: argparse.Namespace, workers: int) -> dict[str, list
     iterations = mean_iterations(spec, workers)
     runs: dict[str, list[float]] = {"bare": [], "stack": [], "bare_cpu": [], "stack_cpu": [],
                                     "iterations": [iterations]}
+    create_us = file_create_cost(stores)
     for _ in range(args.repeat):
-        for kind, (wall, cpu) in (("bare", bare_kernel(spec, workers)), ("stack", service_run(spec))):
+        for kind, (wall, cpu) in (("bare", bare_kernel(spec, workers)), ("stack", service_run(spec, stores))):
             runs[kind].append(wall)
             runs[f"{kind}_cpu"].append(cpu)
     b, s = median(runs["bare"]), median(runs["stack"])
     print(f"{args.size}x{args.size} {view} ({iterations:.0f} iterations a pixel), max_iter {args.max_iter}, "
-          f"{args.format}, {workers} cores, median of {args.repeat}; store in {tempfile.gettempdir()}")
+          f"{args.format}, {workers} cores, median of {args.repeat}; store in {tempfile.gettempdir()} "
+          f"(creating a file there: {create_us:.0f} us of CPU before the runs, {file_create_cost(stores):.0f} after)")
     print(f"bare kernel (thread pool over tiles): {b:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['bare'])}")
     print(f"embedded service (submit → done):    {s:.2f} s   runs: {', '.join(f'{x:.2f}' for x in runs['stack'])}")
     runs["ratio"] = [x / y for x, y in zip(runs["stack"], runs["bare"])]
@@ -109,7 +121,8 @@ def main() -> None:
     ap.add_argument("--plot", metavar="FILE.png", help="draw the paired ratios (wall and CPU) per view")
     args = ap.parse_args()
     workers = os.cpu_count() or 1
-    results = {view: measure(view, args, workers) for view in args.fractal}
+    with tempfile.TemporaryDirectory(prefix="fractally-e2e-") as stores:
+        results = {view: measure(view, args, workers, stores) for view in args.fractal}
     if args.plot:
         from common import bar_panel, plot_axes, save_plot
 

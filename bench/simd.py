@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib.util
+import itertools
 import os
 import platform
 import re
@@ -141,11 +142,27 @@ def lockstep_efficiency(counts, lanes: int) -> float:
 _WROTE = re.compile(r"^wrote .* in ([0-9.]+) s$", re.M)
 
 
+_outputs = itertools.count()
+
+
+def new_output(folder: Path, fmt: str) -> Path:
+    """A file name not used before in ``folder`` (which the run removes at its end).
+
+    Rendering over the previous run's file would time this VM's file system too: on ext4 an
+    atomic replace (rename over an existing file, as ``fractally render`` does) makes the kernel
+    allocate and start writing the new file's blocks at once (``auto_da_alloc``) and free the old
+    file, 30-40 ms of wall time for the 66 MB msgpack image (docs/BENCHMARKS.md, "Kernel"). The
+    files are kept until the end, so no deletion falls inside a timed run either.
+    """
+    return folder / f"out-{next(_outputs)}.{fmt}"
+
+
 def cli_seconds(spec: dict, fmt: str, out_dir: Path) -> tuple[float, float]:
-    """``fractally render`` for ``spec`` in a fresh process (all cores): (wall time of the whole
-    process, the render time it reports itself: after start-up, i.e. imports and kernel loading)."""
+    """``fractally render`` for ``spec`` in a fresh process (all cores), into a new file: (wall time
+    of the whole process, the render time it reports itself: after start-up, i.e. imports and
+    kernel loading)."""
     cmd = [str(FRACTALLY), "render", f"--c={spec['c'][0]},{spec['c'][1]}", "--width", str(spec["width"]),
-           "--height", str(spec["height"]), "--max-iter", str(spec["max_iter"]), "-o", str(out_dir / f"cli.{fmt}")]
+           "--height", str(spec["height"]), "--max-iter", str(spec["max_iter"]), "-o", str(new_output(out_dir, fmt))]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - t0
@@ -273,7 +290,7 @@ def main() -> None:
         specs = {fmt: parse_spec({**LARGE, "format": fmt}) for fmt in ("msgpack", "png")}
 
         def pipeline(fmt):  # what `fractally render` does after start-up: tiles on two threads, encode, write
-            return lambda: render_image_file(specs[fmt], tmp / f"inproc.{fmt}", pool)
+            return lambda: render_image_file(specs[fmt], new_output(tmp, fmt), pool)
 
         # ---- warm up (compile), and check everything computes the same counts
         for fn in (naive, ours, ours32, ours_tiles, pipeline("msgpack"), pipeline("png")):

@@ -5,7 +5,7 @@ local-folder store, no HTTP) on the job of bench/e2e.py, with the stages wrapped
 time (``time.thread_time``) of the threads that run them: the kernel, tile encoding, tile writes,
 tile reads and decoding (tiles not handed over in memory), colouring, deflate. "Other" is the rest
 of the process's CPU time (parsing, bookkeeping, thread hand-offs, the result file). Median of
-``--repeat`` jobs, each on a fresh store.
+``--repeat`` jobs, each on a fresh store (all removed at the end).
 
     .venv/bin/python bench/stages.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 1000] [--plot FILE.png]
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import shutil
 import statistics
 import tempfile
 import threading
@@ -58,10 +57,12 @@ def instrument(totals: dict[str, float]) -> None:
         setattr(owner, name, timed)
 
 
-def one_job(spec_dict: dict) -> tuple[float, float]:
+def one_job(spec_dict: dict, stores: str) -> tuple[float, float]:
+    """(wall, CPU seconds) of one job on a new store under ``stores``, which the bench removes at
+    its end (deleting each job's tiles right away would slow the next job's file creation on a
+    journal-less ext4: see bench/e2e.py's ``service_run``)."""
     spec = parse_spec(spec_dict)
-    store_dir = tempfile.mkdtemp(prefix="fractally-stages-")
-    service = Service.from_settings(Settings(store_url=store_dir))
+    service = Service.from_settings(Settings(store_url=tempfile.mkdtemp(dir=stores)))
     try:
         c0, t0 = time.process_time(), time.perf_counter()
         status, _ = service.submit(spec)
@@ -72,18 +73,17 @@ def one_job(spec_dict: dict) -> tuple[float, float]:
         return wall, cpu
     finally:
         service.close()
-        shutil.rmtree(store_dir)
 
 
-def stage_seconds(view: str, args: argparse.Namespace) -> dict[str, float]:
+def stage_seconds(view: str, args: argparse.Namespace, stores: str) -> dict[str, float]:
     """Median CPU seconds per stage of ``args.repeat`` jobs of one view (each a fresh store)."""
     spec = {**VIEWS[view], "width": args.size, "height": args.size, "max_iter": args.max_iter}
-    one_job({**spec, "width": 64, "height": 64})  # load the kernels
+    one_job({**spec, "width": 64, "height": 64}, stores)  # load the kernels
     runs = []
     for r in range(args.repeat):
         TOTALS.clear()
         wall, cpu = one_job({**spec, "center": [spec.get("center", [0.0, 0.0])[0] + (r + 1) * 1e-9,
-                                                spec.get("center", [0.0, 0.0])[1]]})
+                                                spec.get("center", [0.0, 0.0])[1]]}, stores)
         runs.append({**TOTALS, "other": cpu - sum(TOTALS.values()), "all": cpu, "wall": wall})
     med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in [s for _, _, s in STAGES] + ["other", "all"]}
     print(f"{args.size}x{args.size} {view}, max_iter {args.max_iter}: CPU seconds by stage, "
@@ -104,7 +104,8 @@ def main() -> None:
     ap.add_argument("--plot", metavar="FILE.png", help="draw each view's CPU seconds as stacked stages")
     args = ap.parse_args()
     instrument(TOTALS)
-    results = {view: stage_seconds(view, args) for view in args.fractal}
+    with tempfile.TemporaryDirectory(prefix="fractally-stages-") as stores:
+        results = {view: stage_seconds(view, args, stores) for view in args.fractal}
     if args.plot:
         from common import plot_axes, save_plot
 
