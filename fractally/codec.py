@@ -48,6 +48,8 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
+from fractally.fileio import WRITE_PIECE, write_to
+
 __all__ = [
     "MSGPACK_VERSION",
     "MAX_MSGPACK_PIXELS",
@@ -249,12 +251,12 @@ def write_msgpack_stream(
                 raise ValueError(f"bands hold more than the {height} rows of the image")
             if seekable:
                 fileobj.seek(base + layout.counts_at + rows * width * 4)
-                fileobj.write(memoryview(counts).cast("B"))
+                write_to(fileobj, counts)
                 fileobj.seek(base + layout.smooth_at + rows * width * 4)
-                fileobj.write(memoryview(smooth).cast("B"))
+                write_to(fileobj, smooth)
             else:
-                fileobj.write(memoryview(counts).cast("B"))
-                spill.write(memoryview(smooth).cast("B"))
+                write_to(fileobj, counts)
+                write_to(spill, smooth)
             rows += counts.shape[0]
         if rows != height:
             raise ValueError(f"bands held {rows} rows, the image has {height}")
@@ -263,7 +265,7 @@ def write_msgpack_stream(
             return
         fileobj.write(layout.middle)
         spill.seek(0)
-        shutil.copyfileobj(spill, fileobj, 4 * 2**20)
+        shutil.copyfileobj(spill, fileobj, WRITE_PIECE)
 
 
 def _field(doc: dict, key: str, kind: type) -> object:
@@ -397,6 +399,16 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", isal_zlib.crc32(payload, isal_zlib.crc32(kind)))
 
 
+def _write_chunk(fileobj: BinaryIO, kind: bytes, parts: list[bytes]) -> None:
+    """``_chunk(kind, b"".join(parts))`` written without joining: the parts go out as they are."""
+    fileobj.write(struct.pack(">I", sum(map(len, parts))) + kind)
+    crc = isal_zlib.crc32(kind)
+    for part in parts:
+        crc = isal_zlib.crc32(part, crc)
+        write_to(fileobj, part)
+    fileobj.write(struct.pack(">I", crc))
+
+
 _ADLER_MOD = 65521
 
 
@@ -523,7 +535,7 @@ class PngStreamWriter:
             self._pending.append(data)
             self._pending_len += len(data)
         if self._pending_len >= _IDAT_SIZE or (final and self._pending_len):
-            self._f.write(_chunk(b"IDAT", b"".join(self._pending)))
+            _write_chunk(self._f, b"IDAT", self._pending)
             self._pending, self._pending_len = [], 0
 
     def close(self) -> None:

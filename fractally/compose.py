@@ -27,6 +27,7 @@ import numpy as np
 from fractally.codec import (DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, msgpack_layout,
                              write_msgpack_stream)
 from fractally.colour import colour_into
+from fractally.fileio import pwrite_all, write_to
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
 
@@ -156,8 +157,13 @@ def render_image_file(spec: RenderSpec, path: str | os.PathLike, pool: Executor,
 # --- rendering straight into the encoding -----------------------------------------------------------
 
 class _PositionalWriter:
-    """Writes at offsets (from ``out``'s position when made), from any thread: ``os.pwrite`` on a real
-    file (no lock; the GIL is released while the kernel copies), else seek and write under a lock."""
+    """Writes at offsets (from ``out``'s position when made), from any thread, one at a time:
+    ``os.pwrite`` on a real file, else seek and write.
+
+    One at a time because the kernel takes a file's writes one at a time anyway (its inode lock), and
+    a second writer waiting there spun on a core (``rwsem_spin_on_owner``, 7 % of a msgpack render's
+    CPU) where waiting for this lock sleeps.
+    """
 
     def __init__(self, out: BinaryIO) -> None:
         self.out, self.base, self._lock = out, out.tell(), threading.Lock()
@@ -168,16 +174,12 @@ class _PositionalWriter:
             self.fd = None
 
     def write(self, data: Any, offset: int) -> None:
-        view = memoryview(data).cast("B")
-        if self.fd is None:
-            with self._lock:
+        with self._lock:
+            if self.fd is None:
                 self.out.seek(self.base + offset)
-                self.out.write(view)
-            return
-        at = self.base + offset
-        while view:
-            written = os.pwrite(self.fd, view, at)
-            view, at = view[written:], at + written
+                write_to(self.out, data)
+            else:
+                pwrite_all(self.fd, data, self.base + offset)
 
 
 class _BandInFlight:
@@ -259,13 +261,6 @@ def _render_placed(spec: RenderSpec, pool: Executor, start: Callable[[int, list[
         yield queue.popleft().done.result()
 
 
-def _row_pieces(rows: int, pieces: int) -> list[slice]:
-    """``rows`` cut into up to ``pieces`` consecutive slices of nearly equal size."""
-    pieces = max(1, min(pieces, rows))
-    edges = [rows * i // pieces for i in range(pieces + 1)]
-    return [slice(a, b) for a, b in zip(edges, edges[1:])]
-
-
 def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
                  on_tile: Callable[[Tile], None] | None = None, lookahead: int = 2) -> None:
     """Render ``spec`` into ``out`` (seekable) in its format: the same image ``write_image`` makes of
@@ -275,13 +270,11 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
     into its band's PNG rows, or copied into its band's msgpack rows -- and is freed at once (a
     third of the memory in flight: fewer pages to fault in, docs/BENCHMARKS.md "Kernel"). A band's
     last tile finishes the band: deflate (one piece a band, so the PNG is byte for byte
-    ``write_image``'s), or the band's writes at their offsets, cut in as many pieces as the pool has
-    workers so the last band keeps every core busy. The caller's thread only writes finished PNG
-    bands, in order.
+    ``write_image``'s), or the band's writes at their offsets (one job: a file takes one write at a
+    time). The caller's thread only writes finished PNG bands, in order.
     """
     rows_of = lambda tiles: tiles[0].height  # noqa: E731 -- the band's rows: its tiles' height
     if spec.format == "msgpack":
-        halves = max(1, _workers(pool) // 2)  # two arrays: a job per core in all
         layout = msgpack_layout(spec.width, spec.height, spec.max_iter, spec.normalized())
         writer = _PositionalWriter(out)
         writer.write(layout.head, 0)
@@ -299,9 +292,11 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
 
         def finish(state: tuple) -> list[Callable[[], None]]:
             y0, band_counts, band_smooth = state
-            return [lambda array=array, at=at, rows=rows: writer.write(array[rows], at + (y0 + rows.start) * row_bytes)
-                    for array, at in ((band_counts, layout.counts_at), (band_smooth, layout.smooth_at))
-                    for rows in _row_pieces(band_counts.shape[0], halves)]
+
+            def write_band() -> None:  # one job: the writes go one at a time (_PositionalWriter)
+                writer.write(band_counts, layout.counts_at + y0 * row_bytes)
+                writer.write(band_smooth, layout.smooth_at + y0 * row_bytes)
+            return [write_band]
 
         for _ in _render_placed(spec, pool, start, place, finish, on_tile, lookahead):
             pass

@@ -1,2 +1,33 @@
+"""Fixtures every test module may use; the larger families live in the plugins listed below."""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+
+from fractally import fileio
+
 pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
                   "tests.conftest_browser"]
+
+#: ``small_write_pieces``' piece size: small enough that every test image spans many pieces.
+SMALL_PIECE = 1000
+
+
+@pytest.fixture
+def small_write_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Large writes cut into ``SMALL_PIECE``-byte pieces (``fractally.fileio``), and the size of every
+    ``os.write`` and ``os.pwrite`` that ``fileio`` makes, recorded (the bytes still go to the file)."""
+    monkeypatch.setattr(fileio, "WRITE_PIECE", SMALL_PIECE)
+    sizes: list[int] = []
+
+    def recorded(call):
+        def write(fd, data, *offset):
+            sizes.append(len(memoryview(data).cast("B")))
+            return call(fd, data, *offset)
+        return write
+
+    monkeypatch.setattr(fileio, "os", SimpleNamespace(write=recorded(os.write), pwrite=recorded(os.pwrite)))
+    return sizes

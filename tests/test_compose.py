@@ -34,7 +34,7 @@ def _via_bands(spec, workers: int) -> bytes:
     (513, 257, 256, 1),   # one worker: a band's finishing jobs queue behind its own tiles
     (64, 1, 16, 3),       # one row of pixels
     (1, 1, 16, 2),        # one pixel
-    (1000, 700, 128, 4),  # more workers than a band's writes are cut into
+    (1000, 700, 128, 4),  # more workers than cores
 ])
 def test_render_image_is_byte_for_byte_write_image_of_render_bands(fmt, width, height, tile_size, workers):
     spec = _spec(fmt, width, height, tile_size)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fractally.errors import InvalidKey, KeyNotFound
+from fractally.fileio import write_all
 from fractally.store.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectStore,
@@ -168,14 +169,14 @@ class LocalStore(ObjectStore):
     def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         path, _ = self._leaf(key)
         data = bytes(data)
-        self._place(key, path, self._temp_from(lambda fd: _write_all(fd, data)), exclusive=False)
+        self._place(key, path, self._temp_from(lambda fd: write_all(fd, data)), exclusive=False)
 
     def put_if_absent(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> bool:
         path, there = self._leaf(key)
         data = bytes(data)
         if _is_object(there):
             return False  # cheap early answer; the hard link below is what decides a race
-        return self._place(key, path, self._temp_from(lambda fd: _write_all(fd, data)), exclusive=True)
+        return self._place(key, path, self._temp_from(lambda fd: write_all(fd, data)), exclusive=True)
 
     @property
     def scratch_dir(self) -> Path:
@@ -273,14 +274,6 @@ class LocalStore(ObjectStore):
 def _is_object(there: os.stat_result | None) -> bool:
     """True if ``_leaf`` found a file (an object), not nothing or a folder of keys under it."""
     return there is not None and stat.S_ISREG(there.st_mode)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    written = os.write(fd, data)
-    if written < len(data):  # a short write: rare, but a regular file may take it in pieces
-        view = memoryview(data)
-        while written < len(data):
-            written += os.write(fd, view[written:])
 
 
 def _copy_into(fd: int, src: BinaryIO) -> None:
