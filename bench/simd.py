@@ -127,6 +127,7 @@ def rounds(fns: dict, repeat: int, cpu: dict | None = None) -> dict[str, list[fl
             times[name].append(time.perf_counter() - t0)
             if cpu is not None:
                 cpu[name].append(time.thread_time() - c0)
+            discard_outputs()
     return times
 
 
@@ -143,18 +144,27 @@ _WROTE = re.compile(r"^wrote .* in ([0-9.]+) s$", re.M)
 
 
 _outputs = itertools.count()
+_written: list[Path] = []
 
 
 def new_output(folder: Path, fmt: str) -> Path:
-    """A file name not used before in ``folder`` (which the run removes at its end).
+    """A file name not used before in ``folder``; ``discard_outputs`` removes it after the run.
 
     Rendering over the previous run's file would time this VM's file system too: on ext4 an
     atomic replace (rename over an existing file, as ``fractally render`` does) makes the kernel
     allocate and start writing the new file's blocks at once (``auto_da_alloc``) and free the old
-    file, 30-40 ms of wall time for the 66 MB msgpack image (docs/BENCHMARKS.md, "Kernel"). The
-    files are kept until the end, so no deletion falls inside a timed run either.
+    file, 30-40 ms of wall time for the 66 MB msgpack image (docs/BENCHMARKS.md, "Kernel").
     """
-    return folder / f"out-{next(_outputs)}.{fmt}"
+    _written.append(folder / f"out-{next(_outputs)}.{fmt}")
+    return _written[-1]
+
+
+def discard_outputs() -> None:
+    """Remove the files the runs so far wrote, between timed runs: left in place, their dirty pages
+    (66 MB a msgpack run) pile up until the kernel's writeback threads write them out on the same
+    two cores, in the middle of later runs."""
+    while _written:
+        _written.pop().unlink(missing_ok=True)
 
 
 def cli_seconds(spec: dict, fmt: str, out_dir: Path) -> tuple[float, float]:
