@@ -10,8 +10,8 @@ store so nothing is served from cache.
     .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
                                   [--plot FILE.png]
 
-The store is a fresh folder under $TMPDIR (default /tmp) per run, all removed at the end (see
-``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's own cost
+The store is a fresh folder under $TMPDIR (default /tmp) per run, emptied after it and removed
+at the end (see ``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's own cost
 from the disk's.
 
 ``--fractal julia`` is the default view (c = -0.8+0.156i, about 26 iterations a pixel at
@@ -31,7 +31,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import SERVERS, cpu_seconds, embedded_service, file_create_cost, median, run_job, run_job_in
+from common import (SERVERS, cpu_seconds, embedded_service, empty_files, file_create_cost, median, run_job,
+                    run_job_in)
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -66,20 +67,24 @@ def service_run(spec_dict: dict, stores: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the server's processes) from submit to done, in a new store
     under ``stores``.
 
-    The stores are all removed at the end of the bench, not after each run: this VM's ext4 has no
-    journal, and there a new file skips every inode freed in its block group in the last minute
-    or more (ext4's ``recently_deleted`` check), one lookup each. Deleting the last run's 256
-    tiles made each tile of the next run cost 0.3-0.4 ms of CPU in ``open`` instead of ~0.02 ms
-    (perf: ``find_inode_bit`` -> ``recently_deleted``), a cost of the bench, not of the service,
-    whose store does not delete a job's worth of files before every job.
+    The store's files are emptied after the run (``empty_files``) and removed only at the end of
+    the bench: this VM's ext4 has no journal, and there a new file skips every inode freed in its
+    block group in the last minute or more (ext4's ``recently_deleted`` check), one lookup each.
+    Deleting the last run's 256 tiles made each tile of the next run cost 0.3-0.4 ms of CPU in
+    ``open`` instead of ~0.02 ms (perf: ``find_inode_bit`` -> ``recently_deleted``): a cost of
+    the bench, not of the service, whose store does not delete a job's worth of files before
+    every job.
     """
     store = tempfile.mkdtemp(dir=stores)
-    with embedded_service(store) as base:
-        run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
-        pid = SERVERS[base].pid
-        c0, t0 = cpu_seconds(pid), time.perf_counter()
-        run_job_in(base, store, spec_dict)
-        return time.perf_counter() - t0, cpu_seconds(pid) - c0
+    try:
+        with embedded_service(store) as base:
+            run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
+            pid = SERVERS[base].pid
+            c0, t0 = cpu_seconds(pid), time.perf_counter()
+            run_job_in(base, store, spec_dict)
+            return time.perf_counter() - t0, cpu_seconds(pid) - c0
+    finally:
+        empty_files(store)
 
 
 def measure(view: str, args: argparse.Namespace, workers: int, stores: str) -> dict[str, list[float]]:

@@ -5,7 +5,7 @@ local-folder store, no HTTP) on the job of bench/e2e.py, with the stages wrapped
 time (``time.thread_time``) of the threads that run them: the kernel, tile encoding, tile writes,
 tile reads and decoding (tiles not handed over in memory), colouring, deflate. "Other" is the rest
 of the process's CPU time (parsing, bookkeeping, thread hand-offs, the result file). Median of
-``--repeat`` jobs, each on a fresh store (all removed at the end).
+``--repeat`` jobs, each on a fresh store (emptied after its job, removed at the end).
 
     .venv/bin/python bench/stages.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 1000] [--plot FILE.png]
 """
@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 
+from common import empty_files, file_create_cost
 from e2e import VIEWS
 
 from fractally import compose, tasks
@@ -58,11 +59,11 @@ def instrument(totals: dict[str, float]) -> None:
 
 
 def one_job(spec_dict: dict, stores: str) -> tuple[float, float]:
-    """(wall, CPU seconds) of one job on a new store under ``stores``, which the bench removes at
-    its end (deleting each job's tiles right away would slow the next job's file creation on a
-    journal-less ext4: see bench/e2e.py's ``service_run``)."""
+    """(wall, CPU seconds) of one job on a new store under ``stores``, emptied after the job and
+    removed at the end of the bench (as bench/e2e.py's ``service_run``, which says why)."""
     spec = parse_spec(spec_dict)
-    service = Service.from_settings(Settings(store_url=tempfile.mkdtemp(dir=stores)))
+    store_dir = tempfile.mkdtemp(dir=stores)
+    service = Service.from_settings(Settings(store_url=store_dir))
     try:
         c0, t0 = time.process_time(), time.perf_counter()
         status, _ = service.submit(spec)
@@ -73,6 +74,7 @@ def one_job(spec_dict: dict, stores: str) -> tuple[float, float]:
         return wall, cpu
     finally:
         service.close()
+        empty_files(store_dir)
 
 
 def stage_seconds(view: str, args: argparse.Namespace, stores: str) -> dict[str, float]:
@@ -87,7 +89,8 @@ def stage_seconds(view: str, args: argparse.Namespace, stores: str) -> dict[str,
         runs.append({**TOTALS, "other": cpu - sum(TOTALS.values()), "all": cpu, "wall": wall})
     med = {k: statistics.median(r.get(k, 0.0) for r in runs) for k in [s for _, _, s in STAGES] + ["other", "all"]}
     print(f"{args.size}x{args.size} {view}, max_iter {args.max_iter}: CPU seconds by stage, "
-          f"median of {args.repeat} jobs (wall {statistics.median(r['wall'] for r in runs):.2f} s)")
+          f"median of {args.repeat} jobs (wall {statistics.median(r['wall'] for r in runs):.2f} s; "
+          f"creating a file in the store's folder: {file_create_cost(stores):.0f} us of CPU)")
     for stage, seconds in med.items():
         share = "" if stage == "all" else f"{seconds / med['all']:6.1%}"
         print(f"  {stage:14} {seconds:6.3f}  {share}")
