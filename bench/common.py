@@ -123,7 +123,7 @@ def file_create_cost(folder: str | Path, files: int = 200) -> float:
     Printed by the store benches because on this VM it is not a constant: its ext4 has no journal,
     and there a new inode skips every inode freed in its block group in the last minute or more
     (ext4's ``recently_deleted`` check, one inode-table lookup each). A few minutes after a bulk
-    delete (a test run, a previous bench's cleanup) creating a file costs 0.3-0.4 ms instead of
+    delete (a test run, a previous bench's cleanup) creating a file costs 0.3-0.6 ms instead of
     ~0.02 ms, and a job's 256 tile files pay it.
     """
     sub = Path(tempfile.mkdtemp(prefix="create-cost-", dir=folder))

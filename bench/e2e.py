@@ -10,9 +10,9 @@ store so nothing is served from cache.
     .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
                                   [--plot FILE.png]
 
-The store is a fresh folder under $TMPDIR (default /tmp) per run, emptied after it and removed
-at the end (see ``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's own cost
-from the disk's.
+The store is a fresh folder under $TMPDIR (default /tmp) per run, emptied after it and removed at
+the end (see ``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's
+own cost from the disk's.
 
 ``--fractal julia`` is the default view (c = -0.8+0.156i, about 26 iterations a pixel at
 max_iter 1000: light, so per-pixel costs dominate); ``--fractal mandelbrot`` is the whole set

@@ -26,7 +26,7 @@ import time
 
 import requests
 
-from common import embedded_service, percentile
+from common import embedded_service, empty_files, percentile
 
 #: What the status poll is held to (DESIGN.md principle 6; issue 6): p99 while every core renders.
 TARGET_MS = 10.0
@@ -54,10 +54,19 @@ def poll_latencies(base: str, job_id: str, count: int, stop_when_done: bool,
     return latencies, last
 
 
-def measure(size: int, max_iter: int, polls: int) -> dict:
-    """One run on a fresh service: busy polls (and /healthz next to them), then idle polls; in ms."""
+def measure(size: int, max_iter: int, polls: int, stores: str) -> dict:
+    """One run on a fresh service and a new store under ``stores`` (emptied afterwards, not deleted:
+    see ``common.empty_files``): busy polls (and /healthz next to them), then idle polls; in ms."""
     spec = {"c": [-0.8, 0.156], "width": size, "height": size, "max_iter": max_iter}
-    with tempfile.TemporaryDirectory(prefix="fractally-resp-") as store, embedded_service(store) as base:
+    store = tempfile.mkdtemp(dir=stores)
+    try:
+        return _polls(spec, store, polls)
+    finally:
+        empty_files(store)
+
+
+def _polls(spec: dict, store: str, polls: int) -> dict:
+    with embedded_service(store) as base:
         job_id = requests.post(base + "/v1/renders", json=spec, timeout=30).json()["id"]
         time.sleep(1.0)  # let the workers get going
         healthz: list[float] = []
@@ -145,11 +154,12 @@ def main() -> None:
     ap.add_argument("--plot", metavar="FILE.png", help="draw the latency distributions into this PNG")
     args = ap.parse_args()
     runs = []
-    for i in range(args.runs):
-        run = measure(args.size, args.max_iter, args.polls)
-        runs.append(run)
-        if args.runs > 1:
-            report(f"run {i + 1}", summary(run))
+    with tempfile.TemporaryDirectory(prefix="fractally-resp-") as stores:
+        for i in range(args.runs):
+            run = measure(args.size, args.max_iter, args.polls, stores)
+            runs.append(run)
+            if args.runs > 1:
+                report(f"run {i + 1}", summary(run))
     pooled = summary({key: [x for run in runs for x in run[key]] for key in ("busy", "healthz", "idle")})
     busy, healthz, idle = pooled["busy"], pooled["healthz"], pooled["idle"]
     print(f"status polls of a {args.size}x{args.size} max_iter {args.max_iter} job, {args.runs} run(s) "
