@@ -204,6 +204,15 @@ def _table(name: str) -> np.ndarray:
     return table
 
 
+@lru_cache(maxsize=32)
+def _packed_table(name: str) -> np.ndarray:
+    """``_table`` with each colour packed into one uint32, ``R | G << 8 | B << 16``: one load a pixel."""
+    rgb = _table(name).astype(np.uint32)
+    table = rgb[:, 0] | rgb[:, 1] << 8 | rgb[:, 2] << 16
+    table.flags.writeable = False
+    return table
+
+
 def _check_arrays(counts: np.ndarray, smooth: np.ndarray, max_iter: int) -> None:
     if counts.shape != smooth.shape or counts.ndim != 2:
         raise ValueError(
@@ -232,8 +241,16 @@ def colour_into(
         scale = np.float32(1 / _CYCLE)
     else:
         scale = np.float32((max_iter + _KNEE) / max_iter * (_TABLE_SIZE - 1))
-    colour_rows(counts, np.asarray(smooth, np.float32), max_iter, cmap.cyclic, np.float32(_KNEE), scale,
-                _table(colormap), out)
+    colour_rows(_read_only(counts), _read_only(np.asarray(smooth, np.float32)), max_iter, cmap.cyclic,
+                np.float32(_KNEE), scale, _packed_table(colormap), out)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view: the colouring loop is compiled for read-only inputs (contiguous or not), so
+    a writable array would match two of its signatures equally well."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def colourize(
