@@ -20,6 +20,7 @@ image pins the CPU target (see the Dockerfiles). numba also insists on a
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import subprocess
@@ -75,6 +76,21 @@ def warm() -> dict[str, Any]:
         misses += sum(dispatcher.stats.cache_misses.values())
     return {"cache_dir": os.environ.get("NUMBA_CACHE_DIR"), "loaded": hits, "compiled": misses,
             "seconds": round(time.perf_counter() - started, 3)}
+
+
+def freeze_loaded_objects() -> int:
+    """Move every object this process holds now out of the cyclic garbage collector's sight; return how many.
+
+    For long-running processes, after ``warm()``. numba, llvmlite, Flask and the kernels leave some
+    100 000 objects that live as long as the process, and every full collection walked all of them
+    holding the GIL: 40-65 ms each, a few times a job, and a status poll that arrived meanwhile
+    waited that long (docs/BENCHMARKS.md, "Responsiveness"). Frozen, they are still freed by
+    reference counting; only cycles among them would stay, and these are module-level objects that
+    stay anyway.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def main(argv: list[str] | None = None) -> int:

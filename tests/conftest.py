@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import os
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -31,3 +33,10 @@ def small_write_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(fileio, "os", SimpleNamespace(write=recorded(os.write), pwrite=recorded(os.pwrite)))
     return sizes
+
+
+@pytest.fixture
+def unfrozen_gc() -> Iterator[None]:
+    """Undo ``gc.freeze()`` after the test, so the rest of the session collects as usual."""
+    yield
+    gc.unfreeze()

@@ -65,9 +65,10 @@ def _warm_kernels() -> None:
     except (AttributeError, OSError):
         pass
     try:
-        from fractally.warmup import warm
+        from fractally.warmup import freeze_loaded_objects, warm
 
         logging.getLogger("fractally.serve").debug("kernels ready: %s", warm())
+        freeze_loaded_objects()  # full GC passes over numba's objects stalled requests for 40-65 ms
     except Exception:  # a broken kernel shows on the first render, with its own error; not here
         logging.getLogger("fractally.serve").warning("could not load the kernels ahead of the first job",
                                                      exc_info=True)
