@@ -395,12 +395,8 @@ _IDAT_SIZE = 256 * 1024  # compressed bytes per IDAT chunk
 _ROWS_BYTES = 4 * 2**20  # filter and compress at most this many raw bytes at once
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", isal_zlib.crc32(payload, isal_zlib.crc32(kind)))
-
-
 def _write_chunk(fileobj: BinaryIO, kind: bytes, parts: list[bytes]) -> None:
-    """``_chunk(kind, b"".join(parts))`` written without joining: the parts go out as they are."""
+    """A PNG chunk whose data is ``b"".join(parts)``, written without joining: the parts go out as they are."""
     fileobj.write(struct.pack(">I", sum(map(len, parts))) + kind)
     crc = isal_zlib.crc32(kind)
     for part in parts:
@@ -509,7 +505,8 @@ class PngStreamWriter:
         self._pending_len = 2
         self._closed = False
         ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, RGB, deflate, filters, no interlace
-        self._f.write(_PNG_SIGNATURE + _chunk(b"IHDR", ihdr))
+        self._f.write(_PNG_SIGNATURE)
+        _write_chunk(self._f, b"IHDR", [ihdr])
 
     def write_rows(self, rgb_band: np.ndarray) -> None:
         """Append whole rows: an (h, width, 3) uint8 array, top to bottom."""
@@ -546,7 +543,7 @@ class PngStreamWriter:
             raise ValueError(f"PNG got {self.rows_written} rows, the image has {self.height}")
         final_block = b"\x03\x00"  # an empty fixed-Huffman block with BFINAL set
         self._emit(final_block + struct.pack(">I", self._adler), final=True)
-        self._f.write(_chunk(b"IEND", b""))
+        _write_chunk(self._f, b"IEND", [])
         self._closed = True
 
     def __enter__(self) -> PngStreamWriter:

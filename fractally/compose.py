@@ -16,7 +16,6 @@ import os
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,11 +80,6 @@ def _colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray,
     colour_into(raw[:, 1 + 3 * x0 : 1 + 3 * (x0 + counts.shape[1])], counts, smooth, spec.max_iter, spec.colormap)
 
 
-def _workers(pool: Executor) -> int:
-    """How many threads ``pool`` runs (1 if it does not say)."""
-    return max(1, getattr(pool, "_max_workers", 1))
-
-
 def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
     """One band to compressed PNG rows; colours tile by tile, straight into the band's PNG rows."""
     rows = parts[0][0].shape[0]
@@ -112,7 +106,7 @@ def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Ex
             writer.write_deflated(_colour_and_deflate(spec, parts))
     else:
         in_flight: deque[Future] = deque()
-        depth = _workers(pool)
+        depth = max(1, getattr(pool, "_max_workers", 1))
         for parts in bands:
             in_flight.append(pool.submit(_colour_and_deflate, spec, parts))
             if len(in_flight) > depth:
@@ -183,31 +177,19 @@ class _PositionalWriter:
 
 
 class _BandInFlight:
-    """One band: its tiles to place, then its finishing jobs to run; ``done`` gets the jobs' results."""
+    """One band: its tiles to place, then its finishing step; ``done`` gets the step's result."""
 
     def __init__(self, tiles: int, state: Any) -> None:
         self.state = state
         self.done: Future = Future()
-        self._tiles_left, self._jobs_left = tiles, 0
-        self._results: list[Any] = []
+        self._tiles_left = tiles
         self._lock = threading.Lock()
 
     def tile_placed(self) -> bool:
-        """True for the band's last tile: its thread starts the finishing jobs."""
+        """True for the band's last tile: its thread finishes the band."""
         with self._lock:
             self._tiles_left -= 1
             return self._tiles_left == 0
-
-    def expect_jobs(self, count: int) -> None:
-        with self._lock:
-            self._jobs_left, self._results = count, [None] * count
-
-    def job_done(self, i: int, result: Any) -> None:
-        with self._lock:
-            self._results[i] = result
-            self._jobs_left -= 1
-            if self._jobs_left == 0 and not self.done.done():
-                self.done.set_result(self._results)
 
     def fail(self, err: BaseException) -> None:
         with self._lock:
@@ -216,20 +198,12 @@ class _BandInFlight:
 
 
 def _render_placed(spec: RenderSpec, pool: Executor, start: Callable[[int, list[Tile]], Any],
-                   place: Callable[[Any, Tile, np.ndarray, np.ndarray], None],
-                   finish: Callable[[Any], Sequence[Callable[[], Any]]],
-                   on_tile: Callable[[Tile], None] | None, lookahead: int) -> Iterator[list[Any]]:
+                   place: Callable[[Any, Tile, np.ndarray, np.ndarray], None], finish: Callable[[Any], Any],
+                   on_tile: Callable[[Tile], None] | None, lookahead: int) -> Iterator[Any]:
     """Render every tile on ``pool`` and hand it to ``place`` on the thread that rendered it (then it is
-    freed); a band's last tile runs the band's ``finish`` jobs (on the pool, the first on its own thread,
-    so the last band's jobs share the cores). Yields each band's job results, top to bottom, with up to
-    ``lookahead`` more bands in flight."""
+    freed); a band's last tile runs ``finish(state)`` on its own thread. Yields each band's ``finish``
+    result, top to bottom, with up to ``lookahead`` more bands in flight."""
     rows, _ = grid(spec)
-
-    def run_job(work: _BandInFlight, i: int, job: Callable[[], Any]) -> None:
-        try:
-            work.job_done(i, job())
-        except BaseException as err:  # noqa: BLE001 -- handed to the caller through work.done
-            work.fail(err)
 
     def render(work: _BandInFlight, t: Tile) -> None:
         try:
@@ -239,12 +213,8 @@ def _render_placed(spec: RenderSpec, pool: Executor, start: Callable[[int, list[
             if on_tile is not None:
                 on_tile(t)
             if work.tile_placed():
-                jobs = list(finish(work.state))
-                work.expect_jobs(len(jobs))
-                for i, job in enumerate(jobs[1:], 1):
-                    pool.submit(run_job, work, i, job)
-                run_job(work, 0, jobs[0])
-        except BaseException as err:  # noqa: BLE001
+                work.done.set_result(finish(work.state))
+        except BaseException as err:  # noqa: BLE001 -- handed to the caller through work.done
             work.fail(err)
 
     def submit(r: int) -> _BandInFlight:
@@ -270,8 +240,8 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
     into its band's PNG rows, or copied into its band's msgpack rows -- and is freed at once (a
     third of the memory in flight: fewer pages to fault in, docs/BENCHMARKS.md "Kernel"). A band's
     last tile finishes the band: deflate (one piece a band, so the PNG is byte for byte
-    ``write_image``'s), or the band's writes at their offsets (one job: a file takes one write at a
-    time). The caller's thread only writes finished PNG bands, in order.
+    ``write_image``'s), or the band's writes at their offsets (a file takes one write at a time).
+    The caller's thread only writes finished PNG bands, in order.
     """
     rows_of = lambda tiles: tiles[0].height  # noqa: E731 -- the band's rows: its tiles' height
     if spec.format == "msgpack":
@@ -290,13 +260,10 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
             band_counts[:, t.x0 : t.x0 + t.width] = counts
             band_smooth[:, t.x0 : t.x0 + t.width] = smooth
 
-        def finish(state: tuple) -> list[Callable[[], None]]:
+        def finish(state: tuple) -> None:  # the writes go one at a time (_PositionalWriter)
             y0, band_counts, band_smooth = state
-
-            def write_band() -> None:  # one job: the writes go one at a time (_PositionalWriter)
-                writer.write(band_counts, layout.counts_at + y0 * row_bytes)
-                writer.write(band_smooth, layout.smooth_at + y0 * row_bytes)
-            return [write_band]
+            writer.write(band_counts, layout.counts_at + y0 * row_bytes)
+            writer.write(band_smooth, layout.smooth_at + y0 * row_bytes)
 
         for _ in _render_placed(spec, pool, start, place, finish, on_tile, lookahead):
             pass
@@ -311,10 +278,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
     def place_png(raw: np.ndarray, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
         _colour_tile(spec, raw, t.x0, counts, smooth)
 
-    def finish_png(raw: np.ndarray) -> list[Callable[[], DeflatedRows]]:
-        return [lambda: deflate_filtered(raw)]  # one piece a band, as write_image makes: the same bytes
-
-    for pieces_of_band in _render_placed(spec, pool, start_png, place_png, finish_png, on_tile, lookahead):
-        for piece in pieces_of_band:
-            png.write_deflated(piece)
+    # deflate_filtered finishes a band: one piece a band, as write_image makes, so the same bytes
+    for piece in _render_placed(spec, pool, start_png, place_png, deflate_filtered, on_tile, lookahead):
+        png.write_deflated(piece)
     png.close()

@@ -227,13 +227,8 @@ class InProcessInvoker(Invoker):
 
     @classmethod
     def _lower_priority(cls) -> None:
-        """Run in each helper thread as it starts: raise its nice value to ``HELPER_NICE`` (if it is not
-        higher already; raising never needs privileges)."""
-        try:
-            thread = threading.get_native_id()
-            os.setpriority(os.PRIO_PROCESS, thread, max(cls.HELPER_NICE, os.getpriority(os.PRIO_PROCESS, thread)))
-        except (AttributeError, OSError) as err:  # not Linux, or not allowed: just run at the same priority
-            log.debug("cannot lower the helper threads' priority: %r", err)
+        """Run in each helper thread as it starts: nice ``HELPER_NICE``."""
+        raise_thread_nice(cls.HELPER_NICE)
 
     @classmethod
     def _idle_priority(cls) -> None:
@@ -245,10 +240,7 @@ class InProcessInvoker(Invoker):
                 return
             except (AttributeError, OSError) as err:  # not Linux, or a sandbox that forbids it
                 log.debug("cannot put the render threads under SCHED_IDLE: %r", err)
-        try:
-            os.setpriority(os.PRIO_PROCESS, thread, 19)
-        except (AttributeError, OSError) as err:
-            log.debug("cannot lower the render threads' priority: %r", err)
+        raise_thread_nice(19)
 
     def _started(self, job: jobs.Job, indices: list[int]) -> None:
         if not indices:
@@ -366,6 +358,16 @@ class HttpInvoker(Invoker):
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def raise_thread_nice(value: int) -> None:
+    """Raise the calling thread's nice value to ``value`` unless it is higher already (Linux nice values
+    are per thread, and raising never needs privileges); elsewhere, or if refused, leave it."""
+    try:
+        thread = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, thread, max(value, os.getpriority(os.PRIO_PROCESS, thread)))
+    except (AttributeError, OSError) as err:  # not Linux, or not allowed: just run at the same priority
+        log.debug("cannot lower this thread's priority: %r", err)
 
 
 def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fractally.errors import InvalidKey, KeyNotFound
-from fractally.fileio import write_all
+from fractally.fileio import WRITE_PIECE, write_all
 from fractally.store.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectStore,
@@ -278,7 +278,7 @@ def _is_object(there: os.stat_result | None) -> bool:
 
 def _copy_into(fd: int, src: BinaryIO) -> None:
     with open(fd, "wb", closefd=False) as dst:
-        shutil.copyfileobj(src, dst, 1024 * 1024)
+        shutil.copyfileobj(src, dst, WRITE_PIECE)
 
 
 def _unlink(path: str | os.PathLike[str]) -> None:

@@ -9,7 +9,6 @@ built in the worker, after the fork, so no thread pool crosses a fork.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from typing import TYPE_CHECKING, Any
@@ -53,17 +52,17 @@ class EmbeddedServer(BaseApplication):
 
 
 def _warm_kernels() -> None:
-    """Load the numba kernels (render and colour) now, at nice 10, not in the middle of the first job.
+    """Load the numba kernels (render and colour) now, at the invoker's helper priority (nice 10), not in
+    the middle of the first job.
 
     Loading them from numba's cache holds the GIL for about half a second in all (the colouring loop's
     module alone about 0.2 s); done by the first job's first tile and first band, that stalled every
     request of the moment, status polls included. Here it overlaps the server's start instead, while
     requests are still rare; it changes no answer (a job started meanwhile simply waits for the loader).
     """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
+    from fractally.invoke import InProcessInvoker, raise_thread_nice
+
+    raise_thread_nice(InProcessInvoker.HELPER_NICE)
     try:
         from fractally.warmup import freeze_loaded_objects, warm
 
