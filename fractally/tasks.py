@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from fractally import jobs
+from fractally import jobs, orphans
 from fractally.codec import decode_tile, encode_tile
 from fractally.compose import CONTENT_TYPES, Band, Part, write_image
 from fractally.errors import BadRequest, KeyNotFound, SpecError
@@ -30,6 +30,9 @@ from fractally.tiling import band, grid, render_tile_arrays, tile
 
 #: An assembly claim older than this is taken to belong to a dead assembler.
 CLAIM_TIMEOUT = 600.0
+
+#: How the names of assemble's result files start while they are written (``fractally.orphans``).
+RESULT_TEMP = "fractally-result-"
 
 
 def parse_tile_task(task: Any) -> tuple[str, Any, int]:
@@ -130,15 +133,7 @@ def _holder_is_dead(holder: str) -> bool:
     another host is judged by the claim's age alone (CLAIM_TIMEOUT).
     """
     host, _, pid = holder.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, under another user
-        return False
-    return False
+    return pid.isdigit() and orphans.is_dead(host, int(pid))
 
 
 def _claim(store: ObjectStore, job_id: str) -> bool:
@@ -181,7 +176,10 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
     if not force and not _claim(store, job_id):
         return {"job": job_id, "status": "busy"}
     # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
-    fd, tmp = tempfile.mkstemp(prefix="fractally-result-", dir=getattr(store, "scratch_dir", None))
+    # An assembler killed mid-write left its file there (or in /tmp): gone with its claim.
+    scratch = getattr(store, "scratch_dir", None) or tempfile.gettempdir()
+    orphans.remove_orphans(scratch, RESULT_TEMP)
+    fd, tmp = tempfile.mkstemp(prefix=orphans.temp_prefix(RESULT_TEMP), dir=scratch)
     try:
         with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
             write_image(job.spec, _bands(store, job, ready), out, pool)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -40,3 +42,11 @@ def unfrozen_gc() -> Iterator[None]:
     """Undo ``gc.freeze()`` after the test, so the rest of the session collects as usual."""
     yield
     gc.unfreeze()
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fractally import jobs
+from fractally import jobs, tasks
 from fractally.cli import main as fractally_cli
 from fractally.codec import encode_tile
 from fractally.config import Settings
@@ -305,6 +306,12 @@ def test_assemble_killed_mid_write_never_shows_a_partial_result_and_the_retry_fi
             assert time.monotonic() < deadline, faulty.log_tail()
             time.sleep(0.02)
         (victim,) = workers_of(master)  # the one assemble worker, holding the claim
+        def half_written() -> list[Path]:  # its result file, being written
+            return list(Path(tempfile.gettempdir()).glob(f"{tasks.RESULT_TEMP}{victim}@*"))
+
+        while not half_written():
+            assert time.monotonic() < deadline, faulty.log_tail()
+            time.sleep(0.01)
         os.kill(victim, signal.SIGKILL)
         assert gone(victim)
         assert faulty.store.exists(claim) and not seen  # killed holding the job, before its result was out
@@ -312,6 +319,7 @@ def test_assemble_killed_mid_write_never_shows_a_partial_result_and_the_retry_fi
     finally:
         stop.set()
         watcher.join(timeout=30)
+    assert not half_written()  # the worker that took over removed it
     assert len(seen) == 1 and seen[0] == reference
     assert faulty.result(job_id) == reference
     assert victim not in wait_workers(master, 1)

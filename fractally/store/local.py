@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from fractally.errors import InvalidKey, KeyNotFound
 from fractally.fileio import WRITE_PIECE, write_all
+from fractally.orphans import remove_orphans, temp_prefix
 from fractally.store.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectStore,
@@ -37,6 +38,8 @@ _FILE_MODE = 0o644
 _PLACE_ATTEMPTS = 5
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _temp_names = itertools.count()  # next() on a count is atomic: no lock needed between threads
+_run = secrets.token_hex(4)  # another process with our pid (another container on this folder) picks other names
+_PUT_TEMP = "put-"
 
 
 _SAFE_PARENTS = 4096  # remembered folders (one or two per job); forgotten all at once when full
@@ -63,7 +66,8 @@ class LocalStore(ObjectStore):
         self._made_parents: set[str] = set()  # key prefixes whose folder this store made (it may be gone)
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
-        self._temp_prefix = os.path.join(self._tmp, f"put-{secrets.token_hex(4)}-")
+        self._tmp_slash = os.path.join(self._tmp, "")
+        remove_orphans(self._tmp, _PUT_TEMP)  # a writer killed mid-put left its file behind
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -105,12 +109,13 @@ class LocalStore(ObjectStore):
     def _temp_from(self, fill: Callable[[int], None]) -> str:
         """A new file in the temp folder written by ``fill(fd)``; removed again if ``fill`` fails.
 
-        Named by this store, the process and a counter (``tempfile.mkstemp`` spent ~5 us of Python on a
-        random name and a Path); ``O_EXCL`` still refuses a name left behind by a crashed process
+        Named by the process, its host and a counter (``tempfile.mkstemp`` spent ~5 us of Python on a
+        random name and a Path), so the next store opened here removes it if its writer died
+        (``fractally.orphans``); ``O_EXCL`` still refuses a name left behind by a crashed process
         with the same pid, and the next name is tried.
         """
         for _ in range(_PLACE_ATTEMPTS):
-            name = f"{self._temp_prefix}{os.getpid()}-{next(_temp_names)}"
+            name = f"{self._tmp_slash}{temp_prefix(_PUT_TEMP)}{_run}-{next(_temp_names)}"
             try:
                 fd = os.open(name, _TEMP_FLAGS, _FILE_MODE)
                 break

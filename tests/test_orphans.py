@@ -1,0 +1,89 @@
+"""fractally/orphans.py: what a killed process leaves (a half-written temporary file, an assembly
+claim) is cleaned up by its successor on the same host, and nothing of a live process or of
+another host is touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from fractally import jobs, tasks
+from fractally.orphans import remove_orphans, temp_prefix
+from fractally.spec import parse_spec
+from fractally.store import LocalStore
+from fractally.store.local import TMP_DIR
+from fractally.tiling import tile_count
+
+HOST = socket.gethostname()
+SPEC = {"c": [-0.8, 0.156], "width": 40, "height": 30, "tile_size": 16, "max_iter": 60}
+
+
+def _touch(folder: Path, name: str) -> Path:
+    (folder / name).write_bytes(b"half an image")
+    return folder / name
+
+
+def test_the_temporary_files_of_a_dead_process_are_removed_and_nothing_else(tmp_path, dead_pid):
+    dead = _touch(tmp_path, f"result-{dead_pid}@{HOST}~x1")
+    kept = [_touch(tmp_path, f"result-{os.getpid()}@{HOST}~x2"),  # this process
+            _touch(tmp_path, f"result-{os.getppid()}@{HOST}~x3"),  # a live one
+            _touch(tmp_path, f"result-{dead_pid}@another-host~x4"),  # its pid means nothing here
+            _touch(tmp_path, f"put-{dead_pid}@{HOST}~x5"),  # another kind
+            _touch(tmp_path, "result-abc123")]  # not named by an owner
+    assert remove_orphans(tmp_path, "result-") == 1
+    assert not dead.exists()
+    assert all(path.exists() for path in kept)
+
+
+def test_this_processs_temporary_names_say_whose_they_are():
+    assert temp_prefix("put-") == f"put-{os.getpid()}@{HOST}~"
+
+
+def test_removing_orphans_from_a_missing_folder_removes_nothing(tmp_path):
+    assert remove_orphans(tmp_path / "gone", "put-") == 0
+
+
+def test_a_store_opened_on_a_folder_removes_what_a_dead_writer_left_half_written(tmp_path, dead_pid):
+    LocalStore(tmp_path)
+    left = _touch(tmp_path / TMP_DIR, f"put-{dead_pid}@{HOST}~run-7")
+    LocalStore(tmp_path)  # as the server that starts in the dead one's place
+    assert not left.exists()
+
+
+def test_the_local_stores_own_temporary_files_carry_its_pid_and_host(tmp_path, monkeypatch):
+    store = LocalStore(tmp_path)
+    seen = []
+    monkeypatch.setattr(os, "replace", lambda src, dst: seen.append(Path(src).name) or os.rename(src, dst))
+    store.put("a/b", b"x")
+    assert len(seen) == 1 and seen[0].startswith(temp_prefix("put-"))
+
+
+def _job(store: LocalStore) -> jobs.Job:
+    spec = parse_spec(SPEC)
+    job = jobs.create(store, spec)[0]
+    for index in range(tile_count(spec)):
+        tasks.render_tile(job.tile_task(index), store)
+    return job
+
+
+def test_assemble_removes_a_dead_assemblers_half_written_result(tmp_path, dead_pid):
+    store = LocalStore(tmp_path)
+    job = _job(store)
+    left = _touch(store.scratch_dir, f"{tasks.RESULT_TEMP}{dead_pid}@{HOST}~abc")
+    assert tasks.assemble(job.id, store)["status"] == "done"
+    assert not left.exists()
+    assert os.listdir(store.scratch_dir) == []  # and its own is gone too: moved into place
+
+
+@pytest.mark.parametrize("holder, status", [("dead", "done"), ("live", "busy")])
+def test_a_claim_is_taken_over_at_once_only_from_a_dead_holder(tmp_path, dead_pid, holder, status):
+    store = LocalStore(tmp_path)
+    job = _job(store)
+    pid = dead_pid if holder == "dead" else os.getppid()
+    store.put(jobs.claim_key(job.id), json.dumps({"by": f"{HOST}:{pid}", "at": time.time()}).encode())
+    assert tasks.assemble(job.id, store)["status"] == status
