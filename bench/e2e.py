@@ -31,8 +31,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import (SERVERS, cpu_seconds, embedded_service, empty_files, file_create_cost, median, run_job,
-                    run_job_in)
+from common import (SERVERS, cpu_seconds, embedded_service, empty_files, file_create_cost, malloc_like_our_processes,
+                    median, run_job, run_job_in)
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -117,6 +117,7 @@ def measure(view: str, args: argparse.Namespace, workers: int, stores: str) -> d
 
 
 def main() -> None:
+    malloc_like_our_processes()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fractal", default=["julia"], choices=sorted(VIEWS), nargs="+")
     ap.add_argument("--size", type=int, default=4096)

@@ -25,7 +25,8 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import bar_panel, embedded_service, median, plot_axes, run_job, run_job_in, save_plot
+from common import (bar_panel, embedded_service, malloc_like_our_processes, median, plot_axes, run_job, run_job_in,
+                    save_plot)
 
 from fractally.compose import render_bands
 from fractally.spec import parse_spec
@@ -69,6 +70,7 @@ def plot(runs: dict[str, list[float]], ratios: dict[str, list[float]], size: int
 
 
 def main() -> None:
+    malloc_like_our_processes()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=2048)
     ap.add_argument("--max-iter", type=int, default=20000)

@@ -258,9 +258,12 @@ def main() -> None:
     import numba
     import numpy as np
 
+    from common import malloc_like_our_processes
     from fractally.compose import render_bands, render_image_file
     from fractally.kernel import escape_time, escape_time_float32
     from fractally.spec import parse_spec
+
+    malloc_like_our_processes()  # as `fractally render` (its CLI rows) does
 
     spec_mod = importlib.util.spec_from_file_location("bench_kernel", HERE / "kernel.py")
     bench_kernel = importlib.util.module_from_spec(spec_mod)

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from common import empty_files, file_create_cost
+from common import empty_files, file_create_cost, malloc_like_our_processes
 from e2e import VIEWS
 
 from fractally import compose, tasks
@@ -99,6 +99,7 @@ def stage_seconds(view: str, args: argparse.Namespace, stores: str) -> dict[str,
 
 
 def main() -> None:
+    malloc_like_our_processes()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fractal", default=["julia"], choices=sorted(VIEWS), nargs="+")
     ap.add_argument("--size", type=int, default=4096)
