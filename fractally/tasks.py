@@ -9,9 +9,11 @@ written with put-if-absent, so repeats and races leave one result.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,8 +30,14 @@ from fractally.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
 from fractally.tiling import band, grid, render_tile_arrays, tile
 
-#: An assembly claim older than this is taken to belong to a dead assembler.
-CLAIM_TIMEOUT = 600.0
+log = logging.getLogger("fractally.tasks")
+
+#: An assembly claim not renewed for this long is taken to belong to a dead assembler (one on this
+#: host is seen to be dead at once: ``_holder_is_dead``).
+CLAIM_TIMEOUT = 60.0
+#: How often a live assembler renews its claim: a few renewals may fail or come late (a store away
+#: for a moment, a busy machine) before another assembler would take the job over.
+CLAIM_RENEWAL = 10.0
 
 #: How the names of assemble's result files start while they are written (``fractally.orphans``).
 RESULT_TEMP = "fractally-result-"
@@ -136,9 +144,13 @@ def _holder_is_dead(holder: str) -> bool:
     return pid.isdigit() and orphans.is_dead(host, int(pid))
 
 
+def _claim_body() -> bytes:
+    return json.dumps({"by": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}).encode()
+
+
 def _claim(store: ObjectStore, job_id: str) -> bool:
     """Take the job's assembly unless a live assembler holds it."""
-    body = json.dumps({"by": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}).encode()
+    body = _claim_body()
     if store.put_if_absent(jobs.claim_key(job_id), body, "application/json"):
         return True
     try:
@@ -150,6 +162,29 @@ def _claim(store: ObjectStore, job_id: str) -> bool:
         return False
     store.put(jobs.claim_key(job_id), body, "application/json")  # the holder is gone: take over
     return True
+
+
+class _ClaimRenewal:
+    """Rewrites this assembler's claim every ``CLAIM_RENEWAL`` seconds until ``stop``, so a claim whose
+    holder died on another host (a pod gone with its node) blocks the job for ``CLAIM_TIMEOUT`` only,
+    while a long assembly keeps its claim however long it takes."""
+
+    def __init__(self, store: ObjectStore, job_id: str) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(store, job_id), name="claim-renewal", daemon=True)
+        self._thread.start()
+
+    def _run(self, store: ObjectStore, job_id: str) -> None:
+        while not self._stopped.wait(CLAIM_RENEWAL):
+            try:
+                store.put(jobs.claim_key(job_id), _claim_body(), "application/json")
+            except Exception as err:  # the store is away for a moment: the next renewal tries again
+                log.warning("could not renew the assembly claim of job %s: %s", job_id, err)
+
+    def stop(self) -> None:
+        """Stop renewing; a renewal under way finishes first, so none comes after the claim is deleted."""
+        self._stopped.set()
+        self._thread.join()
 
 
 def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
@@ -175,18 +210,23 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
             return {"job": job_id, "status": "incomplete", "missing": len(missing)}
     if not force and not _claim(store, job_id):
         return {"job": job_id, "status": "busy"}
-    # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
-    # An assembler killed mid-write left its file there (or in /tmp): gone with its claim.
-    scratch = getattr(store, "scratch_dir", None) or tempfile.gettempdir()
-    orphans.remove_orphans(scratch, RESULT_TEMP)
-    fd, tmp = tempfile.mkstemp(prefix=orphans.temp_prefix(RESULT_TEMP), dir=scratch)
+    renewal = None if force else _ClaimRenewal(store, job_id)
     try:
-        with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            write_image(job.spec, _bands(store, job, ready), out, pool)
-        size = os.path.getsize(tmp)
-        written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
+        # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
+        # An assembler killed mid-write left its file there (or in /tmp): gone with its claim.
+        scratch = getattr(store, "scratch_dir", None) or tempfile.gettempdir()
+        orphans.remove_orphans(scratch, RESULT_TEMP)
+        fd, tmp = tempfile.mkstemp(prefix=orphans.temp_prefix(RESULT_TEMP), dir=scratch)
+        try:
+            with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                write_image(job.spec, _bands(store, job, ready), out, pool)
+            size = os.path.getsize(tmp)
+            written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        if renewal is not None:
+            renewal.stop()
         store.delete(jobs.claim_key(job_id))  # also on failure, so a retry can assemble at once
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
             "seconds": time.perf_counter() - started}

@@ -1,16 +1,12 @@
-"""fractally/orphans.py: what a killed process leaves (a half-written temporary file, an assembly
-claim) is cleaned up by its successor on the same host, and nothing of a live process or of
-another host is touched."""
+"""fractally/orphans.py: the half-written temporary files a killed process leaves are removed by its
+successor on the same host, and nothing of a live process or of another host is touched (claims:
+tests/test_claims.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
-import time
 from pathlib import Path
-
-import pytest
 
 from fractally import jobs, tasks
 from fractally.orphans import remove_orphans, temp_prefix
@@ -79,11 +75,3 @@ def test_assemble_removes_a_dead_assemblers_half_written_result(tmp_path, dead_p
     assert not left.exists()
     assert os.listdir(store.scratch_dir) == []  # and its own is gone too: moved into place
 
-
-@pytest.mark.parametrize("holder, status", [("dead", "done"), ("live", "busy")])
-def test_a_claim_is_taken_over_at_once_only_from_a_dead_holder(tmp_path, dead_pid, holder, status):
-    store = LocalStore(tmp_path)
-    job = _job(store)
-    pid = dead_pid if holder == "dead" else os.getppid()
-    store.put(jobs.claim_key(job.id), json.dumps({"by": f"{HOST}:{pid}", "at": time.time()}).encode())
-    assert tasks.assemble(job.id, store)["status"] == status
