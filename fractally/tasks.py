@@ -138,7 +138,7 @@ def _holder_is_dead(holder: str) -> bool:
 
     An assembler killed mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the
     worker its server starts in its place is on the same host and can tell at once. A holder on
-    another host is judged by the claim's age alone (CLAIM_TIMEOUT).
+    another host is judged by the time since it last renewed its claim (CLAIM_TIMEOUT).
     """
     host, _, pid = holder.rpartition(":")
     return pid.isdigit() and orphans.is_dead(host, int(pid))
