@@ -8,11 +8,15 @@ up after it. An owner on another host is never judged here: its pid means nothin
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 
-#: Ends the owner in a temporary file's name: ``<kind><pid>@<host>~<anything>`` (no host has a ``~``).
+#: Ends the owner in a temporary file's name: ``<kind><pid>@<host>~<run>~<anything>`` (no host has a ``~``).
 _END = "~"
 _HOST = socket.gethostname()  # read once: temporary files are named on the hot path of every tile
+#: This run of the program: a file with our pid but another run's token was left by an earlier process
+#: that had our pid (pids repeat, in containers above all: a restarted worker is often the same pid).
+_RUN = secrets.token_hex(4)
 
 
 def is_dead(host: str, pid: int) -> bool:
@@ -30,7 +34,16 @@ def is_dead(host: str, pid: int) -> bool:
 
 def temp_prefix(kind: str) -> str:
     """The start of this process's temporary file names of ``kind`` (e.g. ``"put-"``)."""
-    return f"{kind}{os.getpid()}@{_HOST}{_END}"
+    return f"{kind}{os.getpid()}@{_HOST}{_END}{_RUN}{_END}"
+
+
+def _owner_is_dead(owner: str, run: str) -> bool:
+    pid, _, host = owner.partition("@")
+    if not pid.isdigit() or not host:
+        return False
+    if host == _HOST and int(pid) == os.getpid():
+        return run != _RUN  # an earlier process with our pid (a forked child gets a pid of its own)
+    return is_dead(host, int(pid))
 
 
 def remove_orphans(folder: str | os.PathLike[str], kind: str) -> int:
@@ -46,9 +59,8 @@ def remove_orphans(folder: str | os.PathLike[str], kind: str) -> int:
     for entry in entries:
         if not entry.name.startswith(kind):
             continue
-        owner = entry.name[len(kind):].partition(_END)[0]
-        pid, _, host = owner.partition("@")
-        if pid.isdigit() and host and is_dead(host, int(pid)):
+        owner, _, rest = entry.name[len(kind):].partition(_END)
+        if _owner_is_dead(owner, rest.partition(_END)[0]):
             try:
                 os.unlink(entry.path)
                 removed += 1

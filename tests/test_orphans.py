@@ -25,19 +25,22 @@ def _touch(folder: Path, name: str) -> Path:
 
 
 def test_the_temporary_files_of_a_dead_process_are_removed_and_nothing_else(tmp_path, dead_pid):
-    dead = _touch(tmp_path, f"result-{dead_pid}@{HOST}~x1")
-    kept = [_touch(tmp_path, f"result-{os.getpid()}@{HOST}~x2"),  # this process
-            _touch(tmp_path, f"result-{os.getppid()}@{HOST}~x3"),  # a live one
-            _touch(tmp_path, f"result-{dead_pid}@another-host~x4"),  # its pid means nothing here
-            _touch(tmp_path, f"put-{dead_pid}@{HOST}~x5"),  # another kind
+    dead = [_touch(tmp_path, f"result-{dead_pid}@{HOST}~r1~x1"),
+            _touch(tmp_path, f"result-{os.getpid()}@{HOST}~earlier~x2")]  # an earlier process with our pid
+    kept = [_touch(tmp_path, f"{temp_prefix('result-')}x3"),  # this process
+            _touch(tmp_path, f"result-{os.getppid()}@{HOST}~r1~x4"),  # a live one
+            _touch(tmp_path, f"result-{dead_pid}@another-host~r1~x5"),  # its pid means nothing here
+            _touch(tmp_path, f"put-{dead_pid}@{HOST}~r1~x6"),  # another kind
             _touch(tmp_path, "result-abc123")]  # not named by an owner
-    assert remove_orphans(tmp_path, "result-") == 1
-    assert not dead.exists()
+    assert remove_orphans(tmp_path, "result-") == 2
+    assert not any(path.exists() for path in dead)
     assert all(path.exists() for path in kept)
 
 
 def test_this_processs_temporary_names_say_whose_they_are():
-    assert temp_prefix("put-") == f"put-{os.getpid()}@{HOST}~"
+    prefix = temp_prefix("put-")
+    assert prefix.startswith(f"put-{os.getpid()}@{HOST}~") and prefix.endswith("~")
+    assert prefix.count("~") == 2  # then this run's token: pids repeat, runs do not
 
 
 def test_removing_orphans_from_a_missing_folder_removes_nothing(tmp_path):
@@ -46,7 +49,7 @@ def test_removing_orphans_from_a_missing_folder_removes_nothing(tmp_path):
 
 def test_a_store_opened_on_a_folder_removes_what_a_dead_writer_left_half_written(tmp_path, dead_pid):
     LocalStore(tmp_path)
-    left = _touch(tmp_path / TMP_DIR, f"put-{dead_pid}@{HOST}~run-7")
+    left = _touch(tmp_path / TMP_DIR, f"put-{dead_pid}@{HOST}~run~7")
     LocalStore(tmp_path)  # as the server that starts in the dead one's place
     assert not left.exists()
 

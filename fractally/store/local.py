@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Callable
@@ -38,7 +37,6 @@ _FILE_MODE = 0o644
 _PLACE_ATTEMPTS = 5
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 _temp_names = itertools.count()  # next() on a count is atomic: no lock needed between threads
-_run = secrets.token_hex(4)  # another process with our pid (another container on this folder) picks other names
 _PUT_TEMP = "put-"
 
 
@@ -109,13 +107,12 @@ class LocalStore(ObjectStore):
     def _temp_from(self, fill: Callable[[int], None]) -> str:
         """A new file in the temp folder written by ``fill(fd)``; removed again if ``fill`` fails.
 
-        Named by the process, its host and a counter (``tempfile.mkstemp`` spent ~5 us of Python on a
-        random name and a Path), so the next store opened here removes it if its writer died
-        (``fractally.orphans``); ``O_EXCL`` still refuses a name left behind by a crashed process
-        with the same pid, and the next name is tried.
+        Named by the process (pid, host, run) and a counter (``tempfile.mkstemp`` spent ~5 us of Python
+        on a random name and a Path), so the next store opened here removes it if its writer died
+        (``fractally.orphans``); ``O_EXCL`` still refuses a name that is taken, and the next is tried.
         """
         for _ in range(_PLACE_ATTEMPTS):
-            name = f"{self._tmp_slash}{temp_prefix(_PUT_TEMP)}{_run}-{next(_temp_names)}"
+            name = f"{self._tmp_slash}{temp_prefix(_PUT_TEMP)}{next(_temp_names)}"
             try:
                 fd = os.open(name, _TEMP_FLAGS, _FILE_MODE)
                 break
