@@ -11,7 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from fractally import fileio
+from fractally import fileio, jobs, tasks
+from fractally.spec import parse_spec
+from fractally.store import LocalStore
+from fractally.tiling import tile_count
 
 pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
                   "tests.conftest_browser"]
@@ -50,3 +53,18 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
+
+
+@pytest.fixture
+def local_store(tmp_path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def ready_job(local_store: LocalStore) -> jobs.Job:
+    """A small job (3 x 2 tiles) in ``local_store`` with every tile stored: ready to assemble."""
+    spec = parse_spec({"c": [-0.8, 0.156], "width": 40, "height": 30, "tile_size": 16, "max_iter": 60})
+    job = jobs.create(local_store, spec)[0]
+    for index in range(tile_count(spec)):
+        tasks.render_tile(job.tile_task(index), local_store)
+    return job

@@ -13,27 +13,9 @@ import time
 import pytest
 
 from fractally import jobs, tasks
-from fractally.spec import parse_spec
 from fractally.store import LocalStore
-from fractally.tiling import tile_count
 
 HOST = socket.gethostname()
-SPEC = {"c": [-0.8, 0.156], "width": 40, "height": 30, "tile_size": 16, "max_iter": 60}
-
-
-@pytest.fixture
-def store(tmp_path) -> LocalStore:
-    return LocalStore(tmp_path)
-
-
-@pytest.fixture
-def job(store) -> jobs.Job:
-    """A job whose tiles are all stored: ready to assemble."""
-    spec = parse_spec(SPEC)
-    job = jobs.create(store, spec)[0]
-    for index in range(tile_count(spec)):
-        tasks.render_tile(job.tile_task(index), store)
-    return job
 
 
 def _hold(store: LocalStore, job: jobs.Job, by: str, age: float = 0.0) -> None:
@@ -42,42 +24,44 @@ def _hold(store: LocalStore, job: jobs.Job, by: str, age: float = 0.0) -> None:
 
 
 @pytest.mark.parametrize("holder, status", [("dead", "done"), ("live", "busy")])
-def test_a_claim_of_this_host_is_taken_over_at_once_only_from_a_dead_holder(store, job, dead_pid, holder, status):
-    _hold(store, job, f"{HOST}:{dead_pid if holder == 'dead' else os.getppid()}")
-    assert tasks.assemble(job.id, store)["status"] == status
+def test_a_claim_of_this_host_is_taken_over_at_once_only_from_a_dead_holder(local_store, ready_job, dead_pid,
+                                                                            holder, status):
+    _hold(local_store, ready_job, f"{HOST}:{dead_pid if holder == 'dead' else os.getppid()}")
+    assert tasks.assemble(ready_job.id, local_store)["status"] == status
 
 
 @pytest.mark.parametrize("age, status", [(0.0, "busy"), (tasks.CLAIM_TIMEOUT - 5, "busy"),
                                          (tasks.CLAIM_TIMEOUT + 1, "done")])
-def test_a_claim_of_another_host_is_taken_over_once_it_went_unrenewed_for_the_timeout(store, job, age, status):
-    _hold(store, job, "another-host:12345", age)
-    assert tasks.assemble(job.id, store)["status"] == status
+def test_a_claim_of_another_host_is_taken_over_once_it_went_unrenewed_for_the_timeout(local_store, ready_job,
+                                                                                     age, status):
+    _hold(local_store, ready_job, "another-host:12345", age)
+    assert tasks.assemble(ready_job.id, local_store)["status"] == status
 
 
 def test_the_timeout_leaves_room_for_several_late_renewals():
     assert tasks.CLAIM_TIMEOUT >= 5 * tasks.CLAIM_RENEWAL
 
 
-def test_a_long_assembly_renews_its_claim_and_leaves_none_behind(store, job, monkeypatch):
+def test_a_long_assembly_renews_its_claim_and_leaves_none_behind(local_store, ready_job, monkeypatch):
     monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.05)
-    claim = jobs.claim_key(job.id)
+    claim = jobs.claim_key(ready_job.id)
     seen: set[float] = set()
     assembling = threading.Event()
 
     def slow_ready(index: int) -> None:  # the tiles are stored; each band just takes its time
         assembling.set()
         time.sleep(0.2)
-        seen.add(json.loads(store.get(claim))["at"])
+        seen.add(json.loads(local_store.get(claim))["at"])
 
-    result = tasks.assemble(job.id, store, ready=slow_ready)
+    result = tasks.assemble(ready_job.id, local_store, ready=slow_ready)
     assert assembling.is_set() and result["status"] == "done"
     assert len(seen) >= 3  # 0.4 s of assembly, renewed every 0.05 s
-    assert not store.exists(claim)
+    assert not local_store.exists(claim)
     time.sleep(0.2)
-    assert not store.exists(claim)  # no renewal came after the claim was deleted
+    assert not local_store.exists(claim)  # no renewal came after the claim was deleted
 
 
-def test_a_failed_assembly_stops_renewing_and_deletes_its_claim(store, job, monkeypatch):
+def test_a_failed_assembly_stops_renewing_and_deletes_its_claim(local_store, ready_job, monkeypatch):
     monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.02)
 
     def failing_ready(index: int) -> None:
@@ -85,16 +69,17 @@ def test_a_failed_assembly_stops_renewing_and_deletes_its_claim(store, job, monk
         raise RuntimeError("a tile will not come")
 
     with pytest.raises(RuntimeError):
-        tasks.assemble(job.id, store, ready=failing_ready)
+        tasks.assemble(ready_job.id, local_store, ready=failing_ready)
     time.sleep(0.1)
-    assert not store.exists(jobs.claim_key(job.id))
+    assert not local_store.exists(jobs.claim_key(ready_job.id))
     assert not any(t.name == "claim-renewal" for t in threading.enumerate())
 
 
-def test_a_forced_assembly_writes_no_claim(store, job, monkeypatch):
+def test_a_forced_assembly_writes_no_claim(local_store, ready_job, monkeypatch):
     monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.02)
     puts = []
-    real_put = store.put
-    monkeypatch.setattr(store, "put", lambda key, *a, **k: puts.append(key) or real_put(key, *a, **k))
-    assert tasks.assemble(job.id, store, force=True, ready=lambda index: time.sleep(0.05))["status"] == "done"
-    assert jobs.claim_key(job.id) not in puts
+    real_put = local_store.put
+    monkeypatch.setattr(local_store, "put", lambda key, *a, **k: puts.append(key) or real_put(key, *a, **k))
+    answer = tasks.assemble(ready_job.id, local_store, force=True, ready=lambda index: time.sleep(0.05))
+    assert answer["status"] == "done"
+    assert jobs.claim_key(ready_job.id) not in puts

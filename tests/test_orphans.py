@@ -8,15 +8,12 @@ import os
 import socket
 from pathlib import Path
 
-from fractally import jobs, tasks
+from fractally import tasks
 from fractally.orphans import remove_orphans, temp_prefix
-from fractally.spec import parse_spec
 from fractally.store import LocalStore
 from fractally.store.local import TMP_DIR
-from fractally.tiling import tile_count
 
 HOST = socket.gethostname()
-SPEC = {"c": [-0.8, 0.156], "width": 40, "height": 30, "tile_size": 16, "max_iter": 60}
 
 
 def _touch(folder: Path, name: str) -> Path:
@@ -62,19 +59,9 @@ def test_the_local_stores_own_temporary_files_carry_its_pid_and_host(tmp_path, m
     assert len(seen) == 1 and seen[0].startswith(temp_prefix("put-"))
 
 
-def _job(store: LocalStore) -> jobs.Job:
-    spec = parse_spec(SPEC)
-    job = jobs.create(store, spec)[0]
-    for index in range(tile_count(spec)):
-        tasks.render_tile(job.tile_task(index), store)
-    return job
-
-
-def test_assemble_removes_a_dead_assemblers_half_written_result(tmp_path, dead_pid):
-    store = LocalStore(tmp_path)
-    job = _job(store)
-    left = _touch(store.scratch_dir, f"{tasks.RESULT_TEMP}{dead_pid}@{HOST}~abc")
-    assert tasks.assemble(job.id, store)["status"] == "done"
+def test_assemble_removes_a_dead_assemblers_half_written_result(local_store, ready_job, dead_pid):
+    left = _touch(local_store.scratch_dir, f"{tasks.RESULT_TEMP}{dead_pid}@{HOST}~abc")
+    assert tasks.assemble(ready_job.id, local_store)["status"] == "done"
     assert not left.exists()
-    assert os.listdir(store.scratch_dir) == []  # and its own is gone too: moved into place
+    assert os.listdir(local_store.scratch_dir) == []  # and its own is gone too: moved into place
 
