@@ -145,6 +145,17 @@ def file_create_cost(folder: str | Path, files: int = 200) -> float:
     return (time.process_time() - c0) / files * 1e6
 
 
+@contextlib.contextmanager
+def fresh_store(stores: str | Path) -> Iterator[str]:
+    """A new store folder under ``stores`` for one measured run, emptied afterwards (``empty_files``:
+    not deleted, which would slow the next runs' file creation); ``stores`` goes at the end of the bench."""
+    store = tempfile.mkdtemp(dir=stores)
+    try:
+        yield store
+    finally:
+        empty_files(store)
+
+
 def empty_files(folder: str | Path) -> None:
     """Truncate every file under ``folder`` to nothing, keeping the files themselves.
 

@@ -31,7 +31,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from common import (SERVERS, cpu_seconds, embedded_service, empty_files, file_create_cost, malloc_like_our_processes,
+from common import (SERVERS, cpu_seconds, embedded_service, file_create_cost, fresh_store, malloc_like_our_processes,
                     median, run_job, run_job_in)
 
 from fractally.compose import render_bands
@@ -65,26 +65,22 @@ def bare_kernel(spec_dict: dict, workers: int) -> tuple[float, float]:
 
 def service_run(spec_dict: dict, stores: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the server's processes) from submit to done, in a new store
-    under ``stores``.
+    under ``stores`` (``fresh_store``).
 
-    The store's files are emptied after the run (``empty_files``) and removed only at the end of
-    the bench: this VM's ext4 has no journal, and there a new file skips every inode freed in its
+    The store's files are emptied after the run and removed only at the end of the bench: this
+    VM's ext4 has no journal, and there a new file skips every inode freed in its
     block group in the last minute or more (ext4's ``recently_deleted`` check), one lookup each.
     Deleting the last run's 256 tiles made each tile of the next run cost 0.3-0.4 ms of CPU in
     ``open`` instead of ~0.02 ms (perf: ``find_inode_bit`` -> ``recently_deleted``): a cost of
     the bench, not of the service, whose store does not delete a job's worth of files before
     every job.
     """
-    store = tempfile.mkdtemp(dir=stores)
-    try:
-        with embedded_service(store) as base:
-            run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
-            pid = SERVERS[base].pid
-            c0, t0 = cpu_seconds(pid), time.perf_counter()
-            run_job_in(base, store, spec_dict)
-            return time.perf_counter() - t0, cpu_seconds(pid) - c0
-    finally:
-        empty_files(store)
+    with fresh_store(stores) as store, embedded_service(store) as base:
+        run_job(base, {**spec_dict, "width": 64, "height": 64})  # compile/load kernels before timing
+        pid = SERVERS[base].pid
+        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        run_job_in(base, store, spec_dict)
+        return time.perf_counter() - t0, cpu_seconds(pid) - c0
 
 
 def measure(view: str, args: argparse.Namespace, workers: int, stores: str) -> dict[str, list[float]]:

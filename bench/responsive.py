@@ -26,7 +26,7 @@ import time
 
 import requests
 
-from common import embedded_service, empty_files, percentile
+from common import embedded_service, fresh_store, percentile
 
 #: What the status poll is held to (DESIGN.md principle 6; issue 6): p99 while every core renders.
 TARGET_MS = 10.0
@@ -56,17 +56,9 @@ def poll_latencies(base: str, job_id: str, count: int, stop_when_done: bool,
 
 def measure(size: int, max_iter: int, polls: int, stores: str) -> dict:
     """One run on a fresh service and a new store under ``stores`` (emptied afterwards, not deleted:
-    see ``common.empty_files``): busy polls (and /healthz next to them), then idle polls; in ms."""
+    see ``common.fresh_store``): busy polls (and /healthz next to them), then idle polls; in ms."""
     spec = {"c": [-0.8, 0.156], "width": size, "height": size, "max_iter": max_iter}
-    store = tempfile.mkdtemp(dir=stores)
-    try:
-        return _polls(spec, store, polls)
-    finally:
-        empty_files(store)
-
-
-def _polls(spec: dict, store: str, polls: int) -> dict:
-    with embedded_service(store) as base:
+    with fresh_store(stores) as store, embedded_service(store) as base:
         job_id = requests.post(base + "/v1/renders", json=spec, timeout=30).json()["id"]
         time.sleep(1.0)  # let the workers get going
         healthz: list[float] = []

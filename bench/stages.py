@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from common import empty_files, file_create_cost, malloc_like_our_processes
+from common import file_create_cost, fresh_store, malloc_like_our_processes
 from e2e import VIEWS
 
 from fractally import compose, tasks
@@ -62,19 +62,18 @@ def one_job(spec_dict: dict, stores: str) -> tuple[float, float]:
     """(wall, CPU seconds) of one job on a new store under ``stores``, emptied after the job and
     removed at the end of the bench (as bench/e2e.py's ``service_run``, which says why)."""
     spec = parse_spec(spec_dict)
-    store_dir = tempfile.mkdtemp(dir=stores)
-    service = Service.from_settings(Settings(store_url=store_dir))
-    try:
-        c0, t0 = time.process_time(), time.perf_counter()
-        status, _ = service.submit(spec)
-        while service.invoker.is_active(status.job.id):
-            time.sleep(0.002)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        assert service.status(status.job.id).status == "done"
-        return wall, cpu
-    finally:
-        service.close()
-        empty_files(store_dir)
+    with fresh_store(stores) as store_dir:
+        service = Service.from_settings(Settings(store_url=store_dir))
+        try:
+            c0, t0 = time.process_time(), time.perf_counter()
+            status, _ = service.submit(spec)
+            while service.invoker.is_active(status.job.id):
+                time.sleep(0.002)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            assert service.status(status.job.id).status == "done"
+            return wall, cpu
+        finally:
+            service.close()
 
 
 def stage_seconds(view: str, args: argparse.Namespace, stores: str) -> dict[str, float]:
