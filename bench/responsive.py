@@ -63,6 +63,9 @@ def measure(size: int, max_iter: int, polls: int, stores: str) -> dict:
         time.sleep(1.0)  # let the workers get going
         healthz: list[float] = []
         busy, status = poll_latencies(base, job_id, polls, stop_when_done=True, floor=healthz)
+        if not healthz:  # the first status poll already said done
+            raise SystemExit(f"the {spec['width']}x{spec['height']} job was done before the first busy poll: "
+                             "give a larger --size")
         busy_status = status
         while status not in ("done", "failed"):
             time.sleep(0.5)
