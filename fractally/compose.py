@@ -27,6 +27,7 @@ from fractally.codec import (DeflatedRows, PngStreamWriter, deflate_filtered, fi
                              write_msgpack_stream)
 from fractally.colour import colour_into
 from fractally.fileio import pwrite_all, write_to
+from fractally.orphans import remove_orphans, temp_prefix
 from fractally.spec import RenderSpec
 from fractally.tiling import Tile, band, grid, render_tile_arrays
 
@@ -34,6 +35,9 @@ Part = tuple[np.ndarray, np.ndarray]  # (counts uint32, smooth float32) of one t
 Band = list[Part]  # the tiles of one tile row, left to right
 
 CONTENT_TYPES = {"png": "image/png", "msgpack": "application/msgpack"}
+
+#: How the names of a file being written in the user's folder start (``_atomic_file``, ``fractally.orphans``).
+PARTIAL_TEMP = ".partial-"
 
 
 def _joined(bands: Iterable[Band]) -> Iterator[Part]:
@@ -118,8 +122,14 @@ def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Ex
 
 @contextmanager
 def _atomic_file(path: Path) -> Iterator[BinaryIO]:
-    """A file that appears under ``path`` only once the block completes (removed if it fails)."""
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent or ".")
+    """A file that appears under ``path`` only once the block completes (removed if it fails).
+
+    A render killed outright (SIGKILL, the OOM killer) cannot remove its file: the next render into
+    the same folder does, once it sees the owner is gone (only files named as ours, never the user's).
+    """
+    folder = path.parent or Path(".")
+    remove_orphans(folder, PARTIAL_TEMP)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(PARTIAL_TEMP), dir=folder)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -71,3 +72,23 @@ def test_progress_bar_is_shown_on_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "16/16" in proc.stderr and "tile" in proc.stderr
     assert proc.stdout.strip() == str(out)
+
+
+def test_a_render_removes_the_file_a_killed_render_left_in_its_folder_and_nothing_of_the_users(tmp_path):
+    mine = tmp_path / ".partial-notes.txt"  # the user's own file, however it is named
+    mine.write_text("keep me")
+    slow = subprocess.Popen([sys.executable, "-m", "fractally.cli", "render", "--fractal", "mandelbrot",
+                             "--center=-0.2,0", "--scale", "0.6", "--width", "4096", "--height", "4096",
+                             "--max-iter", "5000", "-q", "-o", str(tmp_path / "slow.png")])
+    try:
+        deadline = time.monotonic() + 120
+        while not (left := [p for p in tmp_path.glob(".partial-*") if p != mine]):
+            assert slow.poll() is None and time.monotonic() < deadline, "the render never started its file"
+            time.sleep(0.05)
+    finally:
+        slow.kill()  # SIGKILL: nothing of it runs, its file stays
+        slow.wait()
+    assert all(p.exists() for p in left)
+    assert main(["render", "--width", "40", "--height", "30", "-q", "-o", str(tmp_path / "next.png")]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".partial-notes.txt", "next.png"]
+    assert mine.read_text() == "keep me"
