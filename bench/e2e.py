@@ -7,14 +7,14 @@ process on the same cores (a thread pool of one thread per core, no encoding, no
 
 Each round runs, in this order: the bare kernel; the same picture without the stack (the kernel,
 colouring and deflate into a file on the same cores, in this process: ``render_image_file``, what
-``fractally render`` does); a fresh server on a fresh store, timed through its first big job and
+``fractally render`` does; with ``--format msgpack`` the msgpack file); a fresh server on a fresh store, timed through its first big job and
 then the same job again (``service_run``). The ratios are medians of each round's pairs: the
 server's second job against the bare kernel (the figure of issue 6), its first job against the
 bare kernel (what start-up adds), and the second job against the picture without the stack (the
 stack's own overhead, apart from the cost of the picture itself).
 
     .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
-                                  [--plot FILE.png]
+                                  [--format png|msgpack] [--plot FILE.png]
 
 The store is a fresh folder under $TMPDIR (default /tmp) per run, emptied after it and removed at
 the end (see ``service_run``): ``TMPDIR=/dev/shm`` puts them on tmpfs, which separates the stack's
@@ -110,7 +110,7 @@ def service_run(spec_dict: dict, stores: str) -> tuple[tuple[float, float], tupl
 
 #: The runs of each round, in order, and the ratios printed (numerator, denominator).
 RUNS = {"bare": "bare kernel (thread pool over tiles)",
-        "picture": "picture: the same PNG without the stack (CLI's path)",
+        "picture": "picture: the same result file without the stack (CLI's path)",
         "first": "first: a fresh server's first big job",
         "stack": "stack: the server's next job (submit -> done)"}
 RATIOS = {"ratio": ("stack", "bare"), "ratio_first": ("first", "bare"), "ratio_picture": ("stack", "picture")}
@@ -185,7 +185,7 @@ def main() -> None:
         curve.set_ylabel("service / baseline", fontsize=8)
         curve.legend(fontsize=7)
         curve.set_title("overhead against work a pixel", fontsize=9)
-        save_plot(fig, args.plot, f"Stack overhead: {args.size}² PNG job, max_iter {args.max_iter}, "
+        save_plot(fig, args.plot, f"Stack overhead: {args.size}² {args.format} job, max_iter {args.max_iter}, "
                   f"{workers} cores, store in {tempfile.gettempdir()} (bench/e2e.py --repeat {args.repeat})")
 
 
