@@ -10,7 +10,7 @@ colouring and deflate into a file on the same cores, in this process: ``render_i
 ``fractally render`` does; with ``--format msgpack`` the msgpack file); a fresh server on a fresh store, timed through its first big job and
 then the same job again (``service_run``). The ratios are medians of each round's pairs: the
 server's second job against the bare kernel (the figure of issue 6), its first job against the
-bare kernel (what start-up adds), and the second job against the picture without the stack (the
+bare kernel (what a start still running adds), and the second job against the picture without the stack (the
 stack's own overhead, apart from the cost of the picture itself).
 
     .venv/bin/python bench/e2e.py [--fractal julia mandelbrot] [--size 4096] [--max-iter 500] [--repeat 3]
@@ -83,10 +83,12 @@ def service_run(spec_dict: dict, stores: str) -> tuple[tuple[float, float], tupl
     """(wall seconds, CPU seconds of the server's processes) from submit to done of a fresh server's
     first big job and of the same job next, in a new store under ``stores`` (``fresh_store``).
 
-    The first job (its centre moved by 1e-9, so its tiles are its own) also faults in the memory the
-    server then keeps for its tiles and bands: some 8 000 page faults, a start-up cost. The second is
-    the job a running server does; it is the one set against the bare kernel, which runs in this
-    process after the same work has warmed it (``mean_iterations``, earlier rounds).
+    The first job (its centre moved by 1e-9, so its tiles are its own) starts as soon as the server has
+    answered a small job, while the server is still loading the rest of its kernels in the background
+    (``functions/api/server.py``, ``_warm_kernels``: about half a second, mostly holding the GIL): what a
+    user's first job after a start meets. The second is the job a running server does; it is the one
+    set against the bare kernel, which runs in this process after the same work has warmed it
+    (``mean_iterations``, earlier rounds).
 
     The store's files are emptied after the run and removed only at the end of the bench: this
     VM's ext4 has no journal, and there a new file skips every inode freed in its
@@ -111,7 +113,7 @@ def service_run(spec_dict: dict, stores: str) -> tuple[tuple[float, float], tupl
 #: The runs of each round, in order, and the ratios printed (numerator, denominator).
 RUNS = {"bare": "bare kernel (thread pool over tiles)",
         "picture": "picture: the same result file without the stack (CLI's path)",
-        "first": "first: a fresh server's first big job",
+        "first": "first: a job right after the server's start",
         "stack": "stack: the server's next job (submit -> done)"}
 RATIOS = {"ratio": ("stack", "bare"), "ratio_first": ("first", "bare"), "ratio_picture": ("stack", "picture")}
 
