@@ -112,7 +112,7 @@ def service_run(spec_dict: dict, stores: str) -> tuple[tuple[float, float], tupl
 
 #: The runs of each round, in order, and the ratios printed (numerator, denominator).
 RUNS = {"bare": "bare kernel (thread pool over tiles)",
-        "picture": "picture: the same result file without the stack (CLI's path)",
+        "picture": "picture: the same file without the stack (CLI's path)",
         "first": "first: a job right after the server's start",
         "stack": "stack: the server's next job (submit -> done)"}
 RATIOS = {"ratio": ("stack", "bare"), "ratio_first": ("first", "bare"), "ratio_picture": ("stack", "picture")}
