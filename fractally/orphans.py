@@ -11,7 +11,8 @@ import os
 import secrets
 import socket
 
-#: Ends the owner in a temporary file's name: ``<kind><pid>@<host>~<run>~<anything>`` (no host has a ``~``).
+#: Separates the owner's host from its run, and ends the owner in a temporary file's name:
+#: ``<kind><pid>@<host>~<run>~<anything>`` (no host has a ``~``).
 _END = "~"
 _HOST = socket.gethostname()  # read once: temporary files are named on the hot path of every tile
 #: This run of the program: a file with our pid but another run's token was left by an earlier process
@@ -19,7 +20,7 @@ _HOST = socket.gethostname()  # read once: temporary files are named on the hot 
 _RUN = secrets.token_hex(4)
 
 
-def is_dead(host: str, pid: int) -> bool:
+def _is_dead(host: str, pid: int) -> bool:
     """True if ``pid`` was a process of this host (not this one) that no longer exists."""
     if host != _HOST or pid == os.getpid() or pid <= 0:
         return False
@@ -32,18 +33,26 @@ def is_dead(host: str, pid: int) -> bool:
     return False
 
 
-def temp_prefix(kind: str) -> str:
-    """The start of this process's temporary file names of ``kind`` (e.g. ``"put-"``)."""
-    return f"{kind}{os.getpid()}@{_HOST}{_END}{_RUN}{_END}"
+def owner() -> str:
+    """This process as the owner of a temporary file or an assembly claim: ``<pid>@<host>~<run>``."""
+    return f"{os.getpid()}@{_HOST}{_END}{_RUN}"
 
 
-def _owner_is_dead(owner: str, run: str) -> bool:
-    pid, _, host = owner.partition("@")
+def owner_is_dead(tag: str) -> bool:
+    """True if ``tag`` (an ``owner()``) names a process of this host that is gone: another pid that no
+    longer exists, or our pid in an earlier run. Anything else, malformed tags included, is alive."""
+    who, _, run = tag.partition(_END)
+    pid, _, host = who.partition("@")
     if not pid.isdigit() or not host:
         return False
     if host == _HOST and int(pid) == os.getpid():
         return run != _RUN  # an earlier process with our pid (a forked child gets a pid of its own)
-    return is_dead(host, int(pid))
+    return _is_dead(host, int(pid))
+
+
+def temp_prefix(kind: str) -> str:
+    """The start of this process's temporary file names of ``kind`` (e.g. ``"put-"``)."""
+    return f"{kind}{owner()}{_END}"
 
 
 def remove_orphans(folder: str | os.PathLike[str], kind: str) -> int:
@@ -59,8 +68,8 @@ def remove_orphans(folder: str | os.PathLike[str], kind: str) -> int:
     for entry in entries:
         if not entry.name.startswith(kind):
             continue
-        owner, _, rest = entry.name[len(kind):].partition(_END)
-        if _owner_is_dead(owner, rest.partition(_END)[0]):
+        tag = _END.join(entry.name[len(kind):].split(_END, 2)[:2])  # <pid>@<host>~<run>, without the rest
+        if owner_is_dead(tag):
             try:
                 os.unlink(entry.path)
                 removed += 1

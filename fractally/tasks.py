@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import tempfile
 import threading
 import time
@@ -33,7 +32,7 @@ from fractally.tiling import band, grid, render_tile_arrays, tile
 log = logging.getLogger("fractally.tasks")
 
 #: An assembly claim not renewed for this long is taken to belong to a dead assembler (one on this
-#: host is seen to be dead at once: ``_holder_is_dead``).
+#: host is seen to be dead at once: ``orphans.owner_is_dead``).
 CLAIM_TIMEOUT = 60.0
 #: How often a live assembler renews its claim: a few renewals may fail or come late (a store away
 #: for a moment, a busy machine) before another assembler would take the job over.
@@ -133,19 +132,13 @@ def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None) ->
         yield parts
 
 
-def _holder_is_dead(holder: str) -> bool:
-    """True if the claim was taken by a process of this host that no longer exists.
-
-    An assembler killed mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the
-    worker its server starts in its place is on the same host and can tell at once. A holder on
-    another host is judged by the time since it last renewed its claim (CLAIM_TIMEOUT).
-    """
-    host, _, pid = holder.rpartition(":")
-    return pid.isdigit() and orphans.is_dead(host, int(pid))
-
-
 def _claim_body() -> bytes:
-    return json.dumps({"by": f"{socket.gethostname()}:{os.getpid()}", "at": time.time()}).encode()
+    """A claim names its holder as its temporary files do (``orphans.owner``). An assembler killed
+    mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the worker its server starts
+    in its place is on the same host and sees at once that the holder is gone, also when it got the
+    dead one's pid (``orphans.owner_is_dead``). A holder on another host is judged by the time since
+    it last renewed its claim (CLAIM_TIMEOUT)."""
+    return json.dumps({"by": orphans.owner(), "at": time.time()}).encode()
 
 
 def _claim(store: ObjectStore, job_id: str) -> bool:
@@ -158,7 +151,7 @@ def _claim(store: ObjectStore, job_id: str) -> bool:
         held_at, holder = float(held["at"]), str(held.get("by", ""))
     except (KeyNotFound, ValueError, KeyError, TypeError):
         held_at, holder = 0.0, ""
-    if time.time() - held_at < CLAIM_TIMEOUT and not _holder_is_dead(holder):
+    if time.time() - held_at < CLAIM_TIMEOUT and not orphans.owner_is_dead(holder):
         return False
     store.put(jobs.claim_key(job_id), body, "application/json")  # the holder is gone: take over
     return True

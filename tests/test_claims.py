@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from fractally import jobs, tasks
+from fractally import jobs, orphans, tasks
 from fractally.store import LocalStore
 
 HOST = socket.gethostname()
@@ -26,15 +26,30 @@ def _hold(store: LocalStore, job: jobs.Job, by: str, age: float = 0.0) -> None:
 @pytest.mark.parametrize("holder, status", [("dead", "done"), ("live", "busy")])
 def test_a_claim_of_this_host_is_taken_over_at_once_only_from_a_dead_holder(local_store, ready_job, dead_pid,
                                                                             holder, status):
-    _hold(local_store, ready_job, f"{HOST}:{dead_pid if holder == 'dead' else os.getppid()}")
+    _hold(local_store, ready_job, f"{dead_pid if holder == 'dead' else os.getppid()}@{HOST}~run1")
     assert tasks.assemble(ready_job.id, local_store)["status"] == status
+
+
+def test_a_claim_of_an_earlier_process_with_our_pid_is_taken_over_at_once(local_store, ready_job):
+    _hold(local_store, ready_job, f"{os.getpid()}@{HOST}~an-earlier-run")  # pids repeat in restarted containers
+    assert tasks.assemble(ready_job.id, local_store)["status"] == "done"
+
+
+def test_a_claim_names_its_holder_as_its_temporary_files_do(local_store, ready_job):
+    def ready(index: int) -> None:
+        seen.append(json.loads(local_store.get(jobs.claim_key(ready_job.id)))["by"])
+
+    seen: list[str] = []
+    tasks.assemble(ready_job.id, local_store, ready=ready)
+    assert seen and set(seen) == {orphans.owner()}
+    assert orphans.temp_prefix("put-") == f"put-{orphans.owner()}~"
 
 
 @pytest.mark.parametrize("age, status", [(0.0, "busy"), (tasks.CLAIM_TIMEOUT - 5, "busy"),
                                          (tasks.CLAIM_TIMEOUT + 1, "done")])
 def test_a_claim_of_another_host_is_taken_over_once_it_went_unrenewed_for_the_timeout(local_store, ready_job,
                                                                                      age, status):
-    _hold(local_store, ready_job, "another-host:12345", age)
+    _hold(local_store, ready_job, "12345@another-host~run1", age)
     assert tasks.assemble(ready_job.id, local_store)["status"] == status
 
 
