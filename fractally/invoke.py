@@ -42,10 +42,32 @@ class Invoker(abc.ABC):
         self.store = store
         self._active: dict[str, _Tracker] = {}
         self._lock = threading.Lock()
+        self._idle = threading.Event()  # set while no job is in this invoker's hands
+        self._idle.set()
+        self._idle_since = float("-inf")  # time.monotonic() when the last job left
 
     def is_active(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._active
+
+    def wait_until_idle(self, timeout: float, quiet: float = 0.0) -> bool:
+        """Block until this invoker has run no job for ``quiet`` seconds, at most ``timeout`` seconds;
+        True if it has.
+
+        For background work that should not compete with a job: the embedded server loads the
+        kernels a job does not need yet only between jobs (``functions/api/server.py``).
+        """
+        deadline = time.monotonic() + timeout
+        while self._idle.wait(max(0.0, deadline - time.monotonic())):
+            with self._lock:
+                still = None if self._active else self._idle_since + quiet - time.monotonic()
+            if still is not None and still <= 0:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            if still is not None:
+                time.sleep(min(still, max(0.0, deadline - time.monotonic())))
+        return False
 
     def progress(self, job_id: str) -> tuple[jobs.Job, int] | None:
         """The job and how many of its tiles are stored, if this invoker runs it (else None):
@@ -62,6 +84,7 @@ class Invoker(abc.ABC):
             if job.id in self._active:
                 return False
             self._active[job.id] = _Tracker(remaining=len(indices), job=job, present=job.tiles_total - len(indices))
+            self._idle.clear()
         self._started(job, indices)
         if not indices:
             self._send_assemble(job.id)
@@ -109,6 +132,9 @@ class Invoker(abc.ABC):
         finally:
             with self._lock:
                 self._active.pop(job_id, None)
+                if not self._active:
+                    self._idle_since = time.monotonic()
+                    self._idle.set()
 
     @abc.abstractmethod
     def _send_tile(self, job: jobs.Job, index: int) -> None:

@@ -26,7 +26,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 #: One small view of each fractal, and one in the float32 opt-in (its own kernel, ``escape_time_float32``);
 #: the same compiled kernel serves every spec of its precision.
@@ -55,21 +55,43 @@ def load_for(spec: Any) -> None:
     One pixel's work; the CLI calls it before its clock starts, so the time it reports is the
     render, not numba loading code (the fixed start-up, with the imports).
     """
-    from fractally.colour import colourize
+    for step in _loading_steps(spec):
+        step()
+
+
+def _loading_steps(spec: Any) -> list[Callable[[], Any]]:
+    """``load_for(spec)`` in the steps ``warm`` may pause between: the kernel, then (PNG) the colouring loop."""
     from fractally.kernel import render_window
 
-    counts, smooth = render_window(spec, 0, 0, 1, 1)
-    if spec.format == "png":
-        colourize(counts, smooth, spec.max_iter, spec.colormap)
+    def kernel() -> tuple:
+        return render_window(spec, 0, 0, 1, 1)
+
+    if spec.format != "png":
+        return [kernel]
+
+    def colour() -> None:
+        from fractally.colour import colourize
+
+        colourize(*kernel(), spec.max_iter, spec.colormap)
+
+    return [kernel, colour]
 
 
-def warm() -> dict[str, Any]:
-    """Load every kernel (one pixel of each warm spec); report what numba loaded from its cache or compiled."""
+def warm(pause: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """Load every kernel (one pixel of each warm spec); report what numba loaded from its cache or compiled.
+
+    ``pause``, if given, is called before each step (a kernel, the colouring loop): the embedded
+    server's loader waits there while a job runs, so a job started during the loading does not
+    share the cores and the GIL with it (docs/BENCHMARKS.md, "Stack overhead").
+    """
     from fractally.spec import parse_spec
 
     started = time.perf_counter()
     for raw in WARM_SPECS:
-        load_for(parse_spec(raw))  # PNG specs: the colouring loop too
+        for step in _loading_steps(parse_spec(raw)):  # PNG specs: the colouring loop too
+            if pause is not None:
+                pause()
+            step()
     hits = misses = 0
     for dispatcher in kernel_dispatchers().values():
         hits += sum(dispatcher.stats.cache_hits.values())

@@ -6,14 +6,17 @@ import gc
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 
 from fractally import fileio, jobs, tasks
+from fractally.invoke import InProcessInvoker
 from fractally.spec import parse_spec
 from fractally.store import LocalStore
+from fractally.store.base import DEFAULT_CONTENT_TYPE
 from fractally.tiling import tile_count
 
 pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
@@ -68,3 +71,32 @@ def ready_job(local_store: LocalStore) -> jobs.Job:
     for index in range(tile_count(spec)):
         tasks.render_tile(job.tile_task(index), local_store)
     return job
+
+
+class GatedStore(LocalStore):
+    """A local-folder store whose tile writes wait until ``gate`` is set: a job held mid-render for as
+    long as a test needs, without timing anything."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.gate = threading.Event()
+
+    def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        if key.startswith("tiles/"):
+            self.gate.wait(60)
+        super().put(key, data, content_type)
+
+
+@pytest.fixture
+def held_job(tmp_path) -> Iterator[SimpleNamespace]:
+    """An in-process invoker running a small job whose tiles cannot be stored until ``gate.set()``:
+    ``invoker``, ``gate``, ``job``. The gate opens at the end of the test in any case."""
+    store = GatedStore(tmp_path / "gated")
+    invoker = InProcessInvoker(store, workers=2)
+    job = jobs.create(store, parse_spec({"c": [-0.8, 0.156], "width": 32, "height": 32, "tile_size": 16}))[0]
+    invoker.dispatch(job, jobs.missing_tiles(store, job))
+    try:
+        yield SimpleNamespace(invoker=invoker, gate=store.gate, job=job)
+    finally:
+        store.gate.set()
+        invoker.close()

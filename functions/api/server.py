@@ -20,6 +20,8 @@ from fractally.config import Settings
 if TYPE_CHECKING:
     from flask import Flask
 
+    from fractally.invoke import Invoker
+
 DEFAULT_THREADS = 32
 GRACEFUL_TIMEOUT = 10  # seconds an in-flight request may take to finish after SIGTERM
 
@@ -42,7 +44,8 @@ class EmbeddedServer(BaseApplication):
 
         self.app = create_app(self.settings)
         if self.settings.invoker == "inprocess":
-            threading.Thread(target=_warm_kernels, name="warm-kernels", daemon=True).start()
+            invoker = self.app.extensions["fractally"].service.invoker
+            threading.Thread(target=_warm_kernels, args=(invoker,), name="warm-kernels", daemon=True).start()
         return self.app
 
     def close_service(self) -> None:
@@ -51,22 +54,39 @@ class EmbeddedServer(BaseApplication):
             self.app.extensions["fractally"].service.close()
 
 
-def _warm_kernels() -> None:
+#: Longest the kernel loader waits for a quiet moment before it loads its next kernel anyway: on a
+#: server that is never idle the kernels still get loaded, and their objects frozen, early on.
+LOADER_PATIENCE = 5.0
+#: How long the service must have been without a job before the loader takes its next step: a
+#: client's next job often follows the last one at once, and a step once begun is not interrupted.
+LOADER_QUIET = 0.2
+
+
+def _warm_kernels(invoker: Invoker | None = None) -> None:
     """Load the numba kernels (render and colour) now, at the invoker's helper priority (nice 10), not in
     the middle of the first job.
 
     Loading them from numba's cache holds the GIL for about half a second in all (the colouring loop's
     module alone about 0.2 s); done by the first job's first tile and first band, that stalled every
     request of the moment, status polls included. Here it overlaps the server's start instead, while
-    requests are still rare; it changes no answer (a job started meanwhile simply waits for the loader).
+    requests are still rare, and steps aside for jobs: before each kernel it waits until ``invoker`` has
+    run no job for ``LOADER_QUIET`` seconds (for at most ``LOADER_PATIENCE``), so a job submitted during
+    the loading does not share the cores and the GIL with it (a kernel that job needs, it loads itself,
+    as it would anyway).
     """
     from fractally.invoke import InProcessInvoker, raise_thread_nice
 
     raise_thread_nice(InProcessInvoker.HELPER_NICE)
+
+    def pause() -> None:
+        if invoker is not None:
+            invoker.wait_until_idle(LOADER_PATIENCE, quiet=LOADER_QUIET)
+
     try:
         from fractally.warmup import freeze_loaded_objects, warm
 
-        logging.getLogger("fractally.serve").debug("kernels ready: %s", warm())
+        logging.getLogger("fractally.serve").debug("kernels ready: %s", warm(pause))
+        pause()  # the full collection below holds the GIL for some 30 ms
         freeze_loaded_objects()  # full GC passes over numba's objects stalled requests for 40-65 ms
     except Exception:  # a broken kernel shows on the first render, with its own error; not here
         logging.getLogger("fractally.serve").warning("could not load the kernels ahead of the first job",
