@@ -61,9 +61,10 @@ def load_for(spec: Any) -> None:
 
 def _loading_steps(spec: Any) -> list[Callable[[], Any]]:
     """``load_for(spec)`` in the steps ``warm`` may pause between: the kernel, then (PNG) the colouring loop."""
-    from fractally.kernel import render_window
 
     def kernel() -> tuple:
+        from fractally.kernel import render_window
+
         return render_window(spec, 0, 0, 1, 1)
 
     if spec.format != "png":
