@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
 from fractally.warmup import WARM_SPECS, freeze_loaded_objects, warm
+from functions.api import server
 from functions.api.server import _warm_kernels
 
 
@@ -28,19 +30,50 @@ def test_the_embedded_servers_warm_up_freezes_what_it_loaded(unfrozen_gc):
     assert gc.get_freeze_count() > 10_000
 
 
-def test_warming_up_can_pause_before_every_kernel():
-    pauses = []
-    warm(pause=lambda: pauses.append(len(pauses)))
-    assert len(pauses) > len(WARM_SPECS)  # each spec's kernel, and the colouring loop for the PNG ones
+def test_warming_up_asks_before_every_kernel():
+    asked = []
+    warm(go_on=lambda: asked.append(len(asked)) is None)
+    assert len(asked) > len(WARM_SPECS)  # each spec's kernel, and the colouring loop for the PNG ones
+
+
+def test_warming_up_stops_when_told():
+    asked = []
+    warm(go_on=lambda: asked.append(len(asked)) is None and len(asked) < 2)
+    assert len(asked) == 2  # the second answer was no: nothing more was asked or loaded
 
 
 def test_the_servers_loader_waits_while_a_job_runs(held_job, unfrozen_gc):
+    thread = threading.Thread(target=_warm_kernels, args=(held_job.invoker,))
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # waiting for the job (its kernels are loaded here: alone it takes milliseconds)
+    held_job.gate.set()
+    thread.join(120)
+    assert not thread.is_alive()
+
+
+def test_the_servers_loader_freezes_what_is_loaded_before_it_waits(held_job, unfrozen_gc):
+    """Objects a job loaded meanwhile, or the loader before the job came, stay out of the full collections
+    while the loader waits (each walked numba's objects for 40-65 ms holding the GIL)."""
     gc.unfreeze()
     thread = threading.Thread(target=_warm_kernels, args=(held_job.invoker,))
     thread.start()
     thread.join(0.5)
-    assert thread.is_alive() and gc.get_freeze_count() == 0  # waiting for the job, before its first step
-    held_job.gate.set()
-    thread.join(120)
-    assert not thread.is_alive()
+    try:
+        assert thread.is_alive()
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        held_job.gate.set()
+        thread.join(120)
+
+
+def test_the_servers_loader_gives_up_after_its_patience_in_all(held_job, unfrozen_gc, monkeypatch):
+    """On a server that is never idle the loader stops early on, with what is loaded frozen: the patience
+    is one budget for all its steps, not a wait per step (seven here)."""
+    monkeypatch.setattr(server, "LOADER_PATIENCE", 1.0)
+    gc.unfreeze()
+    started = time.monotonic()
+    _warm_kernels(held_job.invoker)  # the job never ends while it runs
+    assert time.monotonic() - started < 5.0  # a wait of 1 s per step would take 7 s
+    assert held_job.invoker.is_active(held_job.job.id)
     assert gc.get_freeze_count() > 10_000

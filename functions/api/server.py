@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
@@ -54,8 +55,9 @@ class EmbeddedServer(BaseApplication):
             self.app.extensions["fractally"].service.close()
 
 
-#: Longest the kernel loader waits for a quiet moment before it loads its next kernel anyway: on a
-#: server that is never idle the kernels still get loaded, and their objects frozen, early on.
+#: Longest the kernel loader waits for quiet moments in all. Then it stops and leaves what it has not
+#: loaded to the first job that needs it: loading it in the middle of a job would stall that job's
+#: requests (for 10-30 ms a kernel, measured in docs/BENCHMARKS.md, "Responsiveness").
 LOADER_PATIENCE = 5.0
 #: How long the service must have been without a job before the loader takes its next step: a
 #: client's next job often follows the last one at once, and a step once begun is not interrupted.
@@ -70,24 +72,25 @@ def _warm_kernels(invoker: Invoker | None = None) -> None:
     module alone about 0.2 s); done by the first job's first tile and first band, that stalled every
     request of the moment, status polls included. Here it overlaps the server's start instead, while
     requests are still rare, and steps aside for jobs: before each kernel it waits until ``invoker`` has
-    run no job for ``LOADER_QUIET`` seconds (for at most ``LOADER_PATIENCE``), so a job submitted during
-    the loading does not share the cores and the GIL with it (a kernel that job needs, it loads itself,
-    as it would anyway).
+    run no job for ``LOADER_QUIET`` seconds (for at most ``LOADER_PATIENCE`` in all, then it stops), so a
+    job submitted during the loading does not share the cores and the GIL with it (a kernel that job
+    needs, it loads itself, as it would anyway).
     """
     from fractally.invoke import InProcessInvoker, raise_thread_nice
+    from fractally.warmup import freeze_loaded_objects, warm
 
     raise_thread_nice(InProcessInvoker.HELPER_NICE)
+    give_up = time.monotonic() + LOADER_PATIENCE
 
-    def pause() -> None:
-        if invoker is not None:
-            invoker.wait_until_idle(LOADER_PATIENCE, quiet=LOADER_QUIET)
+    def go_on() -> bool:
+        # What is loaded by now, by this thread or by a job, out of the full collections' sight at once
+        # (each walked numba's objects for 40-65 ms holding the GIL); then wait for a quiet moment.
+        freeze_loaded_objects()
+        return invoker is None or invoker.wait_until_idle(max(0.0, give_up - time.monotonic()), quiet=LOADER_QUIET)
 
     try:
-        from fractally.warmup import freeze_loaded_objects, warm
-
-        logging.getLogger("fractally.serve").debug("kernels ready: %s", warm(pause))
-        pause()  # the full collection below holds the GIL for some 30 ms
-        freeze_loaded_objects()  # full GC passes over numba's objects stalled requests for 40-65 ms
+        logging.getLogger("fractally.serve").debug("kernels loaded: %s", warm(go_on))
+        freeze_loaded_objects()
     except Exception:  # a broken kernel shows on the first render, with its own error; not here
         logging.getLogger("fractally.serve").warning("could not load the kernels ahead of the first job",
                                                      exc_info=True)
