@@ -84,9 +84,10 @@ def service_run(spec_dict: dict, stores: str) -> tuple[tuple[float, float], tupl
     first big job and of the same job next, in a new store under ``stores`` (``fresh_store``).
 
     The first job (its centre moved by 1e-9, so its tiles are its own) starts as soon as the server has
-    answered a small job, while the server is still loading the rest of its kernels in the background
-    (``functions/api/server.py``, ``_warm_kernels``: about half a second, mostly holding the GIL): what a
-    user's first job after a start meets. The second is the job a running server does; it is the one
+    answered a small job, while the server's background loader (``functions/api/server.py``,
+    ``_warm_kernels``) may not have loaded every kernel yet; it waits while a job runs, and the first
+    big job still touches memory the process has not used before: what a user's first job after a start
+    meets. The second is the job a running server does; it is the one
     set against the bare kernel, which runs in this process after the same work has warmed it
     (``mean_iterations``, earlier rounds).
 

@@ -42,8 +42,7 @@ class Invoker(abc.ABC):
         self.store = store
         self._active: dict[str, _Tracker] = {}
         self._lock = threading.Lock()
-        self._idle = threading.Event()  # set while no job is in this invoker's hands
-        self._idle.set()
+        self._last_left = threading.Condition(self._lock)  # notified when no job is left in our hands
         self._idle_since = float("-inf")  # time.monotonic() when the last job left
 
     def is_active(self, job_id: str) -> bool:
@@ -58,16 +57,16 @@ class Invoker(abc.ABC):
         kernels a job does not need yet only between jobs (``functions/api/server.py``).
         """
         deadline = time.monotonic() + timeout
-        while self._idle.wait(max(0.0, deadline - time.monotonic())):
-            with self._lock:
-                still = None if self._active else self._idle_since + quiet - time.monotonic()
-            if still is not None and still <= 0:
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            if still is not None:
-                time.sleep(min(still, max(0.0, deadline - time.monotonic())))
-        return False
+        with self._last_left:
+            while True:
+                now = time.monotonic()
+                if not self._active and now >= self._idle_since + quiet:
+                    return True
+                if now >= deadline:
+                    return False
+                # Busy: until the last job leaves. Idle, not for long enough: until it has been (a job
+                # starting meanwhile is seen when we wake).
+                self._last_left.wait((deadline if self._active else min(deadline, self._idle_since + quiet)) - now)
 
     def progress(self, job_id: str) -> tuple[jobs.Job, int] | None:
         """The job and how many of its tiles are stored, if this invoker runs it (else None):
@@ -84,7 +83,6 @@ class Invoker(abc.ABC):
             if job.id in self._active:
                 return False
             self._active[job.id] = _Tracker(remaining=len(indices), job=job, present=job.tiles_total - len(indices))
-            self._idle.clear()
         self._started(job, indices)
         if not indices:
             self._send_assemble(job.id)
@@ -134,7 +132,7 @@ class Invoker(abc.ABC):
                 self._active.pop(job_id, None)
                 if not self._active:
                     self._idle_since = time.monotonic()
-                    self._idle.set()
+                    self._last_left.notify_all()
 
     @abc.abstractmethod
     def _send_tile(self, job: jobs.Job, index: int) -> None:
