@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import tracemalloc
 import urllib.request
 from collections.abc import Iterator
@@ -72,23 +73,46 @@ def test_longest_allowed_key_round_trips(store: ObjectStore) -> None:
 
 
 def test_readers_never_see_a_partial_object(store: ObjectStore) -> None:
+    """A reader racing 20 overwrites gets the old or the new object whole, never a mix or a short one.
+
+    The reader's own failure (say, a read of a half-written object that raised) is re-raised here, and
+    the writes only start once it reads, so the test cannot pass with a reader that never ran."""
     old, new = b"o" * 300_000, b"n" * 300_000
     store.put("big", old)
     seen: set[bytes] = set()
+    reads_during_writes = 0
+    writing = threading.Event()
+    reading = threading.Event()
     stop = threading.Event()
+    errors: list[BaseException] = []
 
     def read() -> None:
-        while not stop.is_set():
-            seen.add(store.get("big"))
+        nonlocal reads_during_writes
+        try:
+            while not stop.is_set():
+                seen.add(store.get("big"))
+                reads_during_writes += writing.is_set()
+                reading.set()
+        except BaseException as err:  # handed to the test's thread below
+            errors.append(err)
+            reading.set()
 
     reader = threading.Thread(target=read)
     reader.start()
     try:
+        assert reading.wait(30), "the reader never read"
+        writing.set()
         for i in range(20):
             store.put("big", new if i % 2 == 0 else old)
+        deadline = time.monotonic() + 30
+        while reads_during_writes == 0 and reader.is_alive() and time.monotonic() < deadline:
+            store.put("big", old)  # a reader slow to be scheduled: keep writing until it reads meanwhile
     finally:
         stop.set()
-        reader.join()
+        reader.join(30)
+    if errors:
+        raise errors[0]
+    assert reads_during_writes > 0
     assert seen <= {old, new}
 
 
