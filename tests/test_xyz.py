@@ -161,16 +161,22 @@ def test_second_request_is_served_from_the_store_without_writing(api_client, api
     assert calls["get"] == 1 and calls["put"] + calls["put_if_absent"] + calls["put_file"] == 0
 
 
-def test_identical_requests_in_flight_share_one_render(api_client, monkeypatch):
-    renders: list[str] = []
-    real = xyz.render_png
+def test_identical_requests_in_flight_share_one_render(api_app, api_client, monkeypatch):
+    """Four requests for one new tile while its render runs: one render, three requests wait for it.
 
-    def slow_render(spec, store):
+    The render is held until the other three have joined it (``TileState.joined``), so every request
+    arrives while it is in flight: without coalescing each would start its own and never join."""
+    renders: list[str] = []
+    release = threading.Event()
+    real = xyz.render_png
+    tiles_state = api_app.extensions["fractally.tiles"]
+
+    def held_render(spec, store):
         renders.append(spec.content_hash())
-        time.sleep(0.3)
+        release.wait(30)
         return real(spec, store)
 
-    monkeypatch.setattr(xyz, "render_png", slow_render)
+    monkeypatch.setattr(xyz, "render_png", held_render)
     results: list[int] = []
 
     def fetch() -> None:
@@ -179,8 +185,16 @@ def test_identical_requests_in_flight_share_one_render(api_client, monkeypatch):
     threads = [threading.Thread(target=fetch) for _ in range(4)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        deadline = time.monotonic() + 30
+        while tiles_state.joined < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        joined = tiles_state.joined
+    finally:
+        release.set()
+        for t in threads:
+            t.join(60)
+    assert joined == 3
     assert results == [200] * 4 and len(renders) == 1
 
 

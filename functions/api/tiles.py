@@ -41,6 +41,9 @@ class TileState:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     inflight: dict[str, Future] = field(default_factory=dict)
+    #: Requests that found their tile's render in flight and waited for it instead of starting one
+    #: (an observable for tests and debugging: how often coalescing happened in this process).
+    joined: int = 0
     slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(MAX_PENDING))
 
 
@@ -64,6 +67,7 @@ def _render(spec: RenderSpec) -> bytes:
     with tiles.lock:
         future = tiles.inflight.get(key)
         created = future is None
+        tiles.joined += not created
         if created:
             if not tiles.slots.acquire(blocking=False):
                 raise ServerBusy("the server is busy rendering other tiles; retry in a moment")
