@@ -485,13 +485,24 @@ class Worker:
             pass
 
 
+#: Every path the worker's health server answers, all alike: ours, and those OpenFaaS probes
+#: (``/_/health`` on Community Edition, whatever the annotations say). Connected to NATS is both
+#: alive and ready: a worker has nothing else to wait for.
+HEALTH_PATHS = ("/healthz", "/readyz", "/_/health", "/_/ready")
+
+
 class _Health(BaseHTTPRequestHandler):
     worker: Worker
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        ok = self.path.split("?")[0] == "/healthz" and self.worker.connected
-        body = json.dumps({"status": "ok" if ok else "unavailable"}).encode()
-        self.send_response(200 if ok else 503)
+        path = self.path.split("?")[0]
+        if path not in HEALTH_PATHS:
+            status, body = 404, json.dumps({"error": {"code": "not_found", "message": "no such endpoint; "
+                                            f"probe one of {', '.join(HEALTH_PATHS)}", "field": None}}).encode()
+        else:
+            ok = self.worker.connected
+            status, body = (200 if ok else 503), json.dumps({"status": "ok" if ok else "unavailable"}).encode()
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -502,7 +513,8 @@ class _Health(BaseHTTPRequestHandler):
 
 
 def serve_health(worker: Worker, host: str, port: int) -> ThreadingHTTPServer:
-    """``GET /healthz``: 200 while the worker is connected to NATS (a liveness/readiness probe)."""
+    """``GET`` any of ``HEALTH_PATHS``: 200 while the worker is connected to NATS, else 503 (a
+    liveness and readiness probe); other paths 404."""
     handler = type("Health", (_Health,), {"worker": worker})
     server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()

@@ -18,7 +18,7 @@ from flask import Flask, Request, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from fractally.config import Settings
-from fractally.errors import BadRequest, FractallyError, PayloadTooLarge
+from fractally.errors import BadRequest, FractallyError, PayloadTooLarge, StoreUnavailable
 from fractally.malloc import keep_freed_memory
 from fractally.store import ObjectStore
 
@@ -147,9 +147,45 @@ def json_body(req: Request | None = None, max_bytes: int = MAX_JSON_BYTES, requi
         raise BadRequest("a number in the request body has too many digits") from None
 
 
-def add_healthz(app: Flask) -> None:
-    """``GET /healthz``: liveness only (no store call, so a slow store does not restart pods)."""
-    app.add_url_rule("/healthz", "healthz", lambda: jsonify({"status": "ok"}))
+#: Liveness paths: ours, and the one OpenFaaS Community Edition probes (it ignores the annotations that
+#: name another path, and uses this one for its readiness probe too, hence no store call here).
+LIVENESS_PATHS = ("/healthz", "/_/health")
+#: Readiness paths: ours, and the one OpenFaaS Pro's readiness annotation can name.
+READINESS_PATHS = ("/readyz", "/_/ready")
+#: The fixed key whose existence check tells that the object store answers (it need not exist).
+READY_PROBE_KEY = "health/ready-probe"
+
+
+def store_answers(store: ObjectStore) -> bool:
+    """One cheap existence check of a fixed key: False (and a log line) when the store cannot be reached."""
+    try:
+        store.exists(READY_PROBE_KEY)
+    except Exception as err:  # any failure means "not ready"; the details go to the log only
+        log.warning("readiness probe failed: %s", type(err).__name__, exc_info=err)
+        return False
+    return True
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def add_healthz(app: Flask, store: ObjectStore) -> None:
+    """Liveness at ``/healthz`` and ``/_/health``: the process answers (no store call, so a slow store
+    restarts no pods). Readiness at ``/readyz`` and ``/_/ready``: the object store answers, else 503."""
+    def alive() -> Response:
+        return _no_store(jsonify({"status": "ok"}))
+
+    def ready() -> Response:
+        if not store_answers(store):
+            raise StoreUnavailable("the object store cannot be reached")
+        return _no_store(jsonify({"status": "ready"}))
+
+    for path in LIVENESS_PATHS:
+        app.add_url_rule(path, "healthz" if path == "/healthz" else "openfaas_health", alive, methods=["GET"])
+    for path in READINESS_PATHS:
+        app.add_url_rule(path, "readyz" if path == "/readyz" else "openfaas_ready", ready, methods=["GET"])
 
 
 def function_app(import_name: str, handle: Callable[[Any, ObjectStore], dict],
@@ -168,7 +204,7 @@ def function_app(import_name: str, handle: Callable[[Any, ObjectStore], dict],
     app.config["MAX_CONTENT_LENGTH"] = MAX_JSON_BYTES
     app.extensions["fractally.store"] = store
     register_error_handlers(app)
-    add_healthz(app)
+    add_healthz(app, store)
 
     @app.post("/")
     def invoke() -> Response:

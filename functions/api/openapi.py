@@ -372,6 +372,27 @@ def _paths(max_query: int) -> dict[str, Any]:
                 },
             }
         },
+        "/_/health": {
+            "get": {
+                "operationId": "openfaas_health",
+                "summary": "Liveness, as /healthz, at the path OpenFaaS Community Edition probes",
+                "tags": ["operations"],
+                "responses": {"200": {"description": "alive", "content": {
+                    "application/json": {"schema": _ref("Health"), "example": {"status": "ok"}}}}},
+            }
+        },
+        "/_/ready": {
+            "get": {
+                "operationId": "openfaas_ready",
+                "summary": "Readiness, as /readyz, at the path OpenFaaS's readiness annotation names",
+                "tags": ["operations"],
+                "responses": {
+                    "200": {"description": "ready", "content": {
+                        "application/json": {"schema": _ref("Health"), "example": {"status": "ready"}}}},
+                    "503": _ref("StoreUnavailable", "responses"),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi",

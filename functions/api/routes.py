@@ -25,7 +25,7 @@ from fractally.config import Settings
 from fractally.errors import SpecError, StoreUnavailable, Unauthorized
 from fractally.service import Service
 from fractally.spec import parse_spec, spec_from_query
-from fractally.web import json_body
+from fractally.web import json_body, store_answers
 from functions.api import openapi
 from functions.api.errors import NotReady, ServerBusy
 
@@ -38,7 +38,6 @@ MAX_QUERY_BYTES = 4096
 #: A result never changes once written (the id is the spec's hash): clients may cache it for good.
 RESULT_MAX_AGE = 365 * 24 * 3600
 SYNC_MAX_AGE = 24 * 3600
-READY_PROBE_KEY = "health/ready-probe"
 
 
 @dataclass
@@ -178,19 +177,18 @@ def render_now(fmt: str) -> Response:
 # --- operations -------------------------------------------------------------------------------
 
 @bp.get("/healthz")
+@bp.get("/_/health")  # the path OpenFaaS Community Edition probes, whatever the annotations say
 def healthz() -> Response:
     """Liveness: the process answers. Touches nothing else, so it stays cheap under load."""
     return _no_store(jsonify({"status": "ok"}))
 
 
 @bp.get("/readyz")
+@bp.get("/_/ready")  # the readiness path OpenFaaS Pro's annotation names in stack.yml
 def readyz() -> Response:
     """Readiness: the object store answers (a cheap existence check of a fixed key)."""
-    try:
-        state().service.store.exists(READY_PROBE_KEY)
-    except Exception as err:  # any failure means "not ready"; the details go to the log only
-        log.warning("readiness probe failed: %s", type(err).__name__, exc_info=err)
-        raise StoreUnavailable("the object store cannot be reached") from None
+    if not store_answers(state().service.store):
+        raise StoreUnavailable("the object store cannot be reached")
     return _no_store(jsonify({"status": "ready"}))
 
 
