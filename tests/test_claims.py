@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 
@@ -15,7 +14,7 @@ import pytest
 from fractally import jobs, orphans, tasks
 from fractally.store import LocalStore
 
-HOST = socket.gethostname()
+HOST = orphans.HOST  # the hostname and this pid namespace
 
 
 def _hold(store: LocalStore, job: jobs.Job, by: str, age: float = 0.0) -> None:

@@ -8,12 +8,12 @@ import os
 import socket
 from pathlib import Path
 
-from fractally import tasks
+from fractally import orphans, tasks
 from fractally.orphans import remove_orphans, temp_prefix
 from fractally.store import LocalStore
 from fractally.store.local import TMP_DIR
 
-HOST = socket.gethostname()
+HOST = orphans.HOST  # the hostname and this pid namespace
 
 
 def _touch(folder: Path, name: str) -> Path:
@@ -38,6 +38,21 @@ def test_this_processs_temporary_names_say_whose_they_are():
     prefix = temp_prefix("put-")
     assert prefix.startswith(f"put-{os.getpid()}@{HOST}~") and prefix.endswith("~")
     assert prefix.count("~") == 2  # then this run's token: pids repeat, runs do not
+
+
+def test_the_host_of_an_owner_names_the_pid_namespace_too():
+    """Containers on the host's network share its hostname, not its pids (docker --network host,
+    Kubernetes hostNetwork): a pid is only judged in the namespace it belongs to."""
+    namespace = os.stat("/proc/self/ns/pid").st_ino
+    assert HOST == f"{socket.gethostname()}.pidns{namespace}"
+    assert "~" not in HOST and "@" not in HOST
+
+
+def test_a_dead_pid_of_another_pid_namespace_on_this_host_is_not_judged_dead(tmp_path, dead_pid):
+    elsewhere = f"{dead_pid}@{socket.gethostname()}.pidns1~r1"  # another container, the same hostname
+    assert orphans.owner_is_dead(f"{dead_pid}@{HOST}~r1") and not orphans.owner_is_dead(elsewhere)
+    kept = _touch(tmp_path, f"result-{elsewhere}~x1")
+    assert remove_orphans(tmp_path, "result-") == 0 and kept.exists()
 
 
 def test_removing_orphans_from_a_missing_folder_removes_nothing(tmp_path):
