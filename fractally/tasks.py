@@ -8,11 +8,9 @@ written with put-if-absent, so repeats and races leave one result.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,10 +19,10 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from fractally import jobs, orphans
+from fractally import jobs, lease, orphans
 from fractally.codec import decode_tile, encode_tile
 from fractally.compose import CONTENT_TYPES, Band, Part, write_image
-from fractally.errors import BadRequest, KeyNotFound, SpecError
+from fractally.errors import BadRequest, SpecError
 from fractally.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
 from fractally.tiling import band, grid, render_tile_arrays, tile
@@ -36,7 +34,7 @@ log = logging.getLogger("fractally.tasks")
 CLAIM_TIMEOUT = 60.0
 #: How often a live assembler renews its claim: a few renewals may fail or come late (a store away
 #: for a moment, a busy machine) before another assembler would take the job over.
-CLAIM_RENEWAL = 10.0
+CLAIM_RENEWAL = lease.renewal_interval(CLAIM_TIMEOUT)
 
 #: How the names of assemble's result files start while they are written (``fractally.orphans``).
 RESULT_TEMP = "fractally-result-"
@@ -132,52 +130,15 @@ def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None) ->
         yield parts
 
 
-def _claim_body() -> bytes:
-    """A claim names its holder as its temporary files do (``orphans.owner``). An assembler killed
+def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
+    """Take the job's assembly unless a live assembler holds it (a ``fractally.lease``).
+
+    A claim names its holder as its temporary files do (``orphans.owner``). An assembler killed
     mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the worker its server starts
     in its place is on the same host and sees at once that the holder is gone, also when it got the
     dead one's pid (``orphans.owner_is_dead``). A holder on another host is judged by the time since
     it last renewed its claim (CLAIM_TIMEOUT)."""
-    return json.dumps({"by": orphans.owner(), "at": time.time()}).encode()
-
-
-def _claim(store: ObjectStore, job_id: str) -> bool:
-    """Take the job's assembly unless a live assembler holds it."""
-    body = _claim_body()
-    if store.put_if_absent(jobs.claim_key(job_id), body, "application/json"):
-        return True
-    try:
-        held = json.loads(store.get(jobs.claim_key(job_id)))
-        held_at, holder = float(held["at"]), str(held.get("by", ""))
-    except (KeyNotFound, ValueError, KeyError, TypeError):
-        held_at, holder = 0.0, ""
-    if time.time() - held_at < CLAIM_TIMEOUT and not orphans.owner_is_dead(holder):
-        return False
-    store.put(jobs.claim_key(job_id), body, "application/json")  # the holder is gone: take over
-    return True
-
-
-class _ClaimRenewal:
-    """Rewrites this assembler's claim every ``CLAIM_RENEWAL`` seconds until ``stop``, so a claim whose
-    holder died on another host (a pod gone with its node) blocks the job for ``CLAIM_TIMEOUT`` only,
-    while a long assembly keeps its claim however long it takes."""
-
-    def __init__(self, store: ObjectStore, job_id: str) -> None:
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(store, job_id), name="claim-renewal", daemon=True)
-        self._thread.start()
-
-    def _run(self, store: ObjectStore, job_id: str) -> None:
-        while not self._stopped.wait(CLAIM_RENEWAL):
-            try:
-                store.put(jobs.claim_key(job_id), _claim_body(), "application/json")
-            except Exception as err:  # the store is away for a moment: the next renewal tries again
-                log.warning("could not renew the assembly claim of job %s: %s", job_id, err)
-
-    def stop(self) -> None:
-        """Stop renewing; a renewal under way finishes first, so none comes after the claim is deleted."""
-        self._stopped.set()
-        self._thread.join()
+    return lease.take(store, jobs.claim_key(job_id), holder, CLAIM_TIMEOUT)
 
 
 def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
@@ -201,9 +162,16 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
         missing = jobs.missing_tiles(store, job)
         if missing:
             return {"job": job_id, "status": "incomplete", "missing": len(missing)}
-    if not force and not _claim(store, job_id):
+    holder = lease.new_holder()
+    if not force and not _claim(store, job_id, holder):
         return {"job": job_id, "status": "busy"}
-    renewal = None if force else _ClaimRenewal(store, job_id)
+    # Renewed every CLAIM_RENEWAL seconds, so a claim whose holder died on another host (a pod gone
+    # with its node) blocks the job for CLAIM_TIMEOUT only, while a long assembly keeps its claim
+    # however long it takes.
+    renewal = None
+    if not force:
+        renewal = lease.Renewal(store, CLAIM_RENEWAL, name="claim-renewal")
+        renewal.add(jobs.claim_key(job_id), holder)
     try:
         # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
         # An assembler killed mid-write left its file there (or in /tmp): gone with its claim.
@@ -219,7 +187,9 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
             Path(tmp).unlink(missing_ok=True)
     finally:
         if renewal is not None:
-            renewal.stop()
-        store.delete(jobs.claim_key(job_id))  # also on failure, so a retry can assemble at once
+            renewal.stop()  # before the release: no renewal brings the claim back
+            lease.release(store, jobs.claim_key(job_id), holder)  # also on failure: a retry can assemble at once
+        else:
+            store.delete(jobs.claim_key(job_id))  # forced: the claim of the assembler this one replaces
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
             "seconds": time.perf_counter() - started}
