@@ -55,7 +55,8 @@ class Settings:
     nats_ack_wait: float = 60.0  # seconds a worker may stay silent before its task is redelivered
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     http_concurrency: int = 8
-    http_timeout: float = 300.0
+    http_timeout: float = 300.0  # seconds per tile call of the HTTP invoker
+    assemble_timeout: float = 600.0  # seconds per assemble call (a large image takes longer than a tile)
     http_retries: int = 4
     max_deliveries: int = 5
     url_expiry: int = 3600
@@ -89,6 +90,7 @@ class Settings:
             workers=_int(env, "WORKERS", base.workers),
             http_concurrency=_int(env, "HTTP_CONCURRENCY", base.http_concurrency),
             http_timeout=float(env.get(PREFIX + "HTTP_TIMEOUT", base.http_timeout)),
+            assemble_timeout=float(env.get(PREFIX + "ASSEMBLE_TIMEOUT", base.assemble_timeout)),
             http_retries=_int(env, "HTTP_RETRIES", base.http_retries),
             max_deliveries=_int(env, "MAX_DELIVERIES", base.max_deliveries),
             url_expiry=_int(env, "URL_EXPIRY", base.url_expiry),

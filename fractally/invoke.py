@@ -354,14 +354,15 @@ class HttpInvoker(Invoker):
             self._local.session = self._requests.Session()
         return self._local.session
 
-    def call(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """One function call with retries; raises RuntimeError with a user-safe message at the end."""
+    def call(self, url: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """One function call with retries (each attempt waits up to ``timeout``, default ``http_timeout``);
+        raises RuntimeError with a user-safe message at the end."""
         last = "no attempt"
         for attempt in range(self.settings.http_retries + 1):
             if attempt:
                 time.sleep(min(10.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
             try:
-                resp = self._session().post(url, json=payload, timeout=self.settings.http_timeout)
+                resp = self._session().post(url, json=payload, timeout=timeout or self.settings.http_timeout)
             except self._requests.RequestException as err:
                 last = type(err).__name__
                 continue
@@ -377,7 +378,8 @@ class HttpInvoker(Invoker):
         future.add_done_callback(lambda f: self._tile_done(job, index, _error_of(f)))
 
     def _send_assemble(self, job_id: str) -> None:
-        future = self.pool.submit(self.call, self.settings.assemble_url, {"job": job_id})
+        future = self.pool.submit(self.call, self.settings.assemble_url, {"job": job_id},
+                                  self.settings.assemble_timeout)  # assembly may take longer than a tile
         future.add_done_callback(lambda f: self._finish(job_id, _error_of(f)))
 
     def close(self) -> None:
