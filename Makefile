@@ -6,12 +6,12 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install run stack demo test test-nojit chromium bench clean
+.PHONY: install run stack demo images lock test test-nojit chromium bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[s3,web,queue,deploy,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[s3,web,queue,deploy,test]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +28,15 @@ stack: install
 demo: install
 	$(VENV)/bin/fractally render --c=-0.8,0.156 --width 3840 --height 2160 --max-iter 1000 -o out/julia.png
 
+# The images of stack.yml and k8s/ (and the S3 and NATS stand-ins of the container tests), built
+# offline from one Dockerfile; installs and starts Docker if it is missing (root). docs/OPERATIONS.md.
+images: install
+	docker/images.sh
+
+# constraints.txt: every package version, pyproject.toml's pins and what they pull in. After a pin changes.
+lock: install
+	$(PY) docker/lock.py
+
 # Debian's Chromium for tests/test_browser.py, installed only when missing (needs root; without it the
 # browser tests skip and say why). Playwright's own browser download is never used.
 chromium:
@@ -36,6 +45,7 @@ chromium:
 
 # The whole suite, then the kernels' Python source once more with the JIT off.
 test: install chromium
+	docker/images.sh --if-possible  # the container tests use them (tests/test_containers.py)
 	$(PY) -m fractally.warmup  # compile the kernels once into $(NUMBA_CACHE_DIR); the test processes load them
 	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
@@ -48,4 +58,4 @@ bench: install
 	$(PY) bench/kernel.py
 
 clean:
-	rm -rf $(VENV) .numba-cache out data
+	rm -rf $(VENV) .numba-cache out data build

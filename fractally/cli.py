@@ -16,6 +16,8 @@ from pathlib import Path
 from fractally.errors import FractallyError
 from fractally.malloc import keep_freed_memory
 
+#: The functions ``fractally function`` serves (functions/serve.py; named as their images are).
+FUNCTION_NAMES = ("api", "render-tile", "assemble")
 FORMAT_BY_SUFFIX = {".png": "png", ".msgpack": "msgpack", ".mp": "msgpack"}
 
 
@@ -115,6 +117,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(settings, args.concurrency or settings.workers, health)
 
 
+def cmd_function(args: argparse.Namespace) -> int:
+    """One function's server, as its image runs it (functions/serve.py)."""
+    from functions.serve import run
+
+    return run(args.name, args.host, args.port)
+
+
+def cmd_image_check(args: argparse.Namespace) -> int:
+    """Run at image build time: serving a request must load the baked kernels, not compile them."""
+    from fractally.imagecheck import check
+
+    return check(args.name)
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Apply k8s/ with the kubernetes client and wait for the Knative Services (fractally/deploy.py)."""
     from fractally.deploy import deploy
@@ -157,6 +173,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--health-port", type=int, default=0, help="serve GET /healthz on this port (default: off)")
     worker.add_argument("--health-host", default="0.0.0.0", help="address for --health-port (default: 0.0.0.0)")
     worker.set_defaults(func=cmd_worker)
+
+    # The images' command. HOST and PORT are the platform's (Knative sets PORT); the container tests
+    # set HOST=127.0.0.1, as they run every container on the host's network.
+    function = sub.add_parser("function", help="serve one function as its image does (api, render-tile, assemble)")
+    function.add_argument("name", choices=FUNCTION_NAMES)
+    function.add_argument("--host", default=os.environ.get("HOST") or "0.0.0.0",
+                          help="address to listen on (default: $HOST, else 0.0.0.0)")
+    function.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080),
+                          help="port (default: $PORT, else 8080)")
+    function.set_defaults(func=cmd_function)
+
+    image_check = sub.add_parser("image-check", help="(image builds) fail if serving a request compiles a kernel")
+    image_check.add_argument("name", choices=FUNCTION_NAMES)
+    image_check.set_defaults(func=cmd_image_check)
 
     for name, func, text in (("deploy", cmd_deploy, "apply k8s/ to the current cluster and wait until it is ready"),
                              ("status", cmd_status, "show the readiness and URL of each Knative Service")):

@@ -14,9 +14,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from gunicorn.app.base import BaseApplication
-
 from fractally.config import Settings
+from functions.serve import GunicornServer, bind
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -27,27 +26,21 @@ DEFAULT_THREADS = 32
 GRACEFUL_TIMEOUT = 10  # seconds an in-flight request may take to finish after SIGTERM
 
 
-class EmbeddedServer(BaseApplication):
-    """gunicorn, configured in code: no config file, no command line of its own."""
+class EmbeddedServer(GunicornServer):
+    """The api under gunicorn; with the in-process invoker it also loads the kernels in the background."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
         self.settings = settings
-        self.options = options
-        self.app: Flask | None = None
-        super().__init__(prog="fractally serve")
+        super().__init__(self._create_app, options, prog="fractally serve")
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> "Flask":
+    def _create_app(self) -> "Flask":
         from functions.api.app import create_app
 
-        self.app = create_app(self.settings)
+        app = create_app(self.settings)
         if self.settings.invoker == "inprocess":
-            invoker = self.app.extensions["fractally"].service.invoker
+            invoker = app.extensions["fractally"].service.invoker
             threading.Thread(target=_warm_kernels, args=(invoker,), name="warm-kernels", daemon=True).start()
-        return self.app
+        return app
 
     def close_service(self) -> None:
         """Cancel queued tiles on the way out, so a stopped server does not finish every job first."""
@@ -96,13 +89,9 @@ def _warm_kernels(invoker: Invoker | None = None) -> None:
                                                      exc_info=True)
 
 
-def _bind(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _banner(settings: Settings, host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    url = f"http://{_bind(shown, port)}/"
+    url = f"http://{bind(shown, port)}/"
     return (
         f"Fractal.ly is serving at {url}  (store: {settings.store_url}, invoker: {settings.invoker})\n"
         "Try:\n"
@@ -125,7 +114,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THRE
         print(_banner(settings, host, bound), end="", flush=True)
 
     options = {
-        "bind": [_bind(host, port)],
+        "bind": [bind(host, port)],
         "workers": 1,
         "worker_class": "gthread",
         "threads": threads,
