@@ -9,17 +9,25 @@
 2. **Apply** each object with server-side apply (create or update, idempotent, like
    ``kubectl apply --server-side``) through the dynamic client, in dependency order: the
    namespace, then config and volumes, then MinIO and NATS, then the Knative Services.
+   The Secret ``fractally-secrets`` is not in k8s/ (an apply would put placeholder credentials
+   back every time): right after the namespace, it is created with random S3 keys if it does not
+   exist, and left alone if it does. An object the API server refuses (say a Job whose pod
+   template changed: Jobs are immutable) is reported in the server's own words and the rest is
+   applied all the same; the run then fails, naming what was refused.
 3. **Wait** until every Knative Service reports the ``Ready`` condition for its current
    generation, then print the api's URL. ``status`` prints each Service's readiness and URL and
    the ready replicas of each Deployment.
 
-What needs a cluster (the apply and the reads) goes through ``Cluster``; the tests drive the rest
-with a fake one.
+What needs a cluster (the apply and the reads) goes through ``Cluster``; ``KubernetesCluster`` is
+tested against an API server stub speaking HTTP, the rest of the logic with a fake cluster too.
 """
 
 from __future__ import annotations
 
+import json
+import secrets
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +53,35 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: The Secret the workloads read their credentials from. k8s/ does not contain it; deploy creates it.
+SECRET_NAME = "fractally-secrets"
+
+
 class ManifestError(ValueError):
     """k8s/ cannot be rendered (a missing file, an unsupported kustomize feature)."""
+
+
+class Refused(Exception):
+    """The cluster refused one object; ``message`` is the API server's own explanation."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+def api_message(err: Any) -> str:
+    """What an API server said in a refusal: the ``message`` of its Status body, else the body or reason."""
+    body = getattr(err, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if body:
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return str(message or body).strip()[:2000]
+    return f"{getattr(err, 'status', '')} {getattr(err, 'reason', '') or ''}".strip()
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -177,7 +212,11 @@ def service_state(obj: dict[str, Any] | None, name: str) -> ServiceState:
 class Cluster(Protocol):
     """What deploy and status need from a cluster (a real one: ``KubernetesCluster``)."""
 
-    def apply(self, obj: dict[str, Any]) -> None: ...
+    def apply(self, obj: dict[str, Any]) -> None:
+        """Server-side apply; raises ``Refused`` when the API server refuses this object."""
+
+    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        """Create ``obj`` unless it exists (then leave it as it is); True if it was created."""
 
     def get_knative_service(self, namespace: str, name: str) -> dict[str, Any] | None: ...
 
@@ -185,35 +224,61 @@ class Cluster(Protocol):
 
 
 class KubernetesCluster:
-    """The kubernetes client: kubeconfig (or in-cluster config), server-side apply, reads."""
+    """The kubernetes client: kubeconfig (or in-cluster config), server-side apply, reads.
 
-    def __init__(self, context: str | None = None) -> None:
+    Its configuration is its own (the client's global default is left alone), and discovery is cached
+    for this run only: a cache left by an earlier run could predate Knative's installation.
+    """
+
+    def __init__(self, context: str | None = None, kubeconfig: str | None = None) -> None:
         from kubernetes import client, config, dynamic
 
+        configuration = client.Configuration()
         try:
-            config.load_kube_config(context=context)
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
         except config.ConfigException as err:
             try:
-                config.load_incluster_config()
+                config.load_incluster_config(client_configuration=configuration)
             except config.ConfigException:
                 raise ManifestError(f"no cluster to talk to: {err} (set KUBECONFIG or --context)") from None
-        self._api = client.ApiClient()
-        self._dynamic = dynamic.DynamicClient(self._api)
+        self._api = client.ApiClient(configuration)
+        self._discovery = tempfile.TemporaryDirectory(prefix="fractally-deploy-")
+        self._dynamic = dynamic.DynamicClient(self._api, cache_file=f"{self._discovery.name}/discovery.json")
         self._custom = client.CustomObjectsApi(self._api)
         self._apps = client.AppsV1Api(self._api)
         self._ApiException = client.ApiException
 
-    def apply(self, obj: dict[str, Any]) -> None:
+    def _resource(self, obj: dict[str, Any]) -> Any:
         from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
         try:
-            resource = self._dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            return self._dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
         except ResourceNotFoundError:
             hint = " (install Knative Serving first)" if obj["apiVersion"] == KNATIVE_API else ""
-            raise ManifestError(f"this cluster does not know {obj['apiVersion']} {obj['kind']}{hint}") from None
+            raise Refused(f"this cluster does not know {obj['apiVersion']} {obj['kind']}{hint}") from None
+
+    def _refused(self, err: Any) -> Exception:
+        """A refusal of this one object, except 401: bad credentials refuse everything, so stop."""
+        return err if err.status == 401 else Refused(api_message(err), err.status)
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        resource = self._resource(obj)
         resource_ns = obj["metadata"].get("namespace") if resource.namespaced else None
-        self._dynamic.server_side_apply(resource, body=obj, namespace=resource_ns,
-                                        field_manager=FIELD_MANAGER, force_conflicts=True)
+        try:
+            self._dynamic.server_side_apply(resource, body=obj, namespace=resource_ns,
+                                            field_manager=FIELD_MANAGER, force_conflicts=True)
+        except self._ApiException as err:
+            raise self._refused(err) from None
+
+    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        resource = self._resource(obj)
+        try:
+            resource.create(body=obj, namespace=obj["metadata"].get("namespace"), field_manager=FIELD_MANAGER)
+        except self._ApiException as err:
+            if err.status == 409:  # AlreadyExists: someone's own credentials, keep them
+                return False
+            raise self._refused(err) from None
+        return True
 
     def get_knative_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -231,6 +296,33 @@ class KubernetesCluster:
             if err.status == 404:
                 return None
             raise
+
+
+def _references_secret(obj: dict[str, Any], name: str) -> bool:
+    """Whether a workload reads the Secret ``name`` (envFrom or an env var's secretKeyRef)."""
+    for container in _containers(obj):
+        if any((source.get("secretRef") or {}).get("name") == name for source in container.get("envFrom", [])):
+            return True
+        if any(((var.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == name
+               for var in container.get("env", [])):
+            return True
+    return False
+
+
+def generated_secrets(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``fractally-secrets`` with fresh random S3 keys, once per namespace whose workloads read it.
+
+    The keys are also MinIO's root user (k8s/minio.yaml); FRACTALLY_AUTH_TOKEN is empty (no token
+    asked of clients) until the operator sets one.
+    """
+    namespaces = sorted({o["metadata"].get("namespace") or "default" for o in objects
+                         if _references_secret(o, SECRET_NAME)})
+    return [{"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+             "metadata": {"name": SECRET_NAME, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "fractally"}},
+             "stringData": {"FRACTALLY_S3_ACCESS_KEY": "fractally-" + secrets.token_hex(4),
+                            "FRACTALLY_S3_SECRET_KEY": secrets.token_urlsafe(30),
+                            "FRACTALLY_AUTH_TOKEN": ""}}
+            for ns in namespaces]
 
 
 def _describe(obj: dict[str, Any]) -> str:
@@ -255,14 +347,14 @@ def _reported(run: Callable[[], int]) -> int:
     """Errors a user can act on as one line on stderr and exit status 2, not a traceback."""
     try:
         return run()
-    except ManifestError as err:
+    except (ManifestError, Refused) as err:
         print(f"fractally: {err}", file=sys.stderr)
     except Exception as err:
         status_code = getattr(err, "status", None)
         if status_code is None:
             raise
-        print(f"fractally: the Kubernetes API answered {status_code} {getattr(err, 'reason', '')}".rstrip(),
-              file=sys.stderr)
+        print(f"fractally: the Kubernetes API answered {status_code} {getattr(err, 'reason', '') or ''}".rstrip()
+              + f": {api_message(err)}", file=sys.stderr)
     return 2
 
 
@@ -272,19 +364,62 @@ def deploy(folder: str | Path = "k8s", context: str | None = None, timeout: floa
     return _reported(lambda: _deploy(folder, context, timeout, cluster, out or sys.stdout, **wait_options))
 
 
+def _hint(obj: dict[str, Any], message: str) -> str:
+    """What to do about a refusal we can explain."""
+    if obj["kind"] == "Job" and "immutable" in message:
+        ns = obj["metadata"].get("namespace", "default")
+        return (f" (a Job cannot be changed once created: `kubectl -n {ns} delete job "
+                f"{obj['metadata']['name']}`, then deploy again)")
+    return ""
+
+
+def _create_secret(cluster: Cluster, secret: dict[str, Any], refused: list[str], out: Any) -> None:
+    """Create the credentials Secret with random keys unless it exists; never overwrite it."""
+    try:
+        created = cluster.create_if_absent(secret)
+    except Refused as err:
+        print(f"REFUSED {_describe(secret)}: {err.message}", file=out)
+        refused.append(_describe(secret))
+        return
+    if created:
+        print(f"created {_describe(secret)}: random S3 keys, no auth token (edit it with kubectl to change "
+              "them; deploy never overwrites it)", file=out)
+    else:
+        print(f"kept {_describe(secret)} as it is", file=out)
+
+
 def _deploy(folder: str | Path, context: str | None, timeout: float, cluster: Cluster | None, out: Any,
             **wait_options: Any) -> int:
     objects = apply_order(render(folder))
     cluster = cluster or KubernetesCluster(context)
-    for obj in objects:
-        cluster.apply(obj)
+    refused: list[str] = []
+    services: list[dict[str, Any]] = []
+    pending_secrets = generated_secrets(objects)
+    for obj in objects:  # namespaces first (apply_order), then the Secret they must hold, then the rest
+        if obj["kind"] != "Namespace" and pending_secrets:
+            for secret in pending_secrets:
+                _create_secret(cluster, secret, refused, out)
+            pending_secrets = []
+        try:
+            cluster.apply(obj)
+        except Refused as err:
+            print(f"REFUSED {_describe(obj)}: {err.message}{_hint(obj, err.message)}", file=out)
+            refused.append(_describe(obj))
+            continue
         print(f"applied {_describe(obj)}", file=out)
-    services = [o for o in objects if is_knative_service(o)]
-    print(f"waiting up to {timeout:.0f} s for {len(services)} Knative Service(s) to be Ready", file=out)
-    states = wait_ready(cluster, services, timeout, **wait_options)
+        if is_knative_service(obj):
+            services.append(obj)
+    states: list[ServiceState] = []
+    if services:
+        print(f"waiting up to {timeout:.0f} s for {len(services)} Knative Service(s) to be Ready", file=out)
+        states = wait_ready(cluster, services, timeout, **wait_options)
     for state in states:
         print(f"  {state.name:12} {'Ready' if state.ready else 'NOT READY':10} {state.url or '-'}"
               + ("" if state.ready else f"  ({state.reason})"), file=out)
+    if refused:
+        print(f"fractally deploy: the cluster refused {len(refused)} object(s), the rest was applied: "
+              + ", ".join(refused), file=out)
+        return 1
     if not all(s.ready for s in states):
         print("fractally deploy: not every Service became Ready; `fractally status` and "
               "`kubectl -n <namespace> describe ksvc` tell why", file=out)

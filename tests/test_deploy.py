@@ -27,8 +27,8 @@ import yaml
 
 from fractally import config
 from fractally.config import Settings
-from fractally.deploy import (KNATIVE_API, ManifestError, apply_order, deploy, is_knative_service, render,
-                              service_state, status)
+from fractally.deploy import (KNATIVE_API, SECRET_NAME, ManifestError, apply_order, deploy, generated_secrets,
+                              is_knative_service, render, service_state, status)
 from tests.conftest_queue import free_port, stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,8 +164,8 @@ def test_knative_pod_spec_validates_as_a_kubernetes_pod(name: str) -> None:
     """Knative's template is a PodSpec: with the port Knative fills in, it must be a valid Pod."""
     kubernetes_validate = pytest.importorskip("kubernetes_validate")
     spec = copy.deepcopy(knative_services()[name]["spec"]["template"]["spec"])
-    spec.pop("containerConcurrency")
-    spec.pop("timeoutSeconds")
+    for knative_field in ("containerConcurrency", "timeoutSeconds", "responseStartTimeoutSeconds"):
+        spec.pop(knative_field, None)
     for c in spec["containers"]:
         for probe in ("readinessProbe", "livenessProbe"):
             c[probe]["httpGet"].setdefault("port", c["ports"][0]["containerPort"])
@@ -218,9 +218,70 @@ def test_every_setting_the_code_reads_is_set_in_the_configmap_or_secret() -> Non
     wanted = settings_read_by_the_code()
     assert len(wanted) > 10  # the parse found them
     objects = {o["metadata"]["name"]: o for o in rendered()}
-    configured = set(objects["fractally-config"]["data"]) | set(objects["fractally-secrets"]["stringData"])
+    (secret,) = generated_secrets(rendered())
+    configured = set(objects["fractally-config"]["data"]) | set(secret["stringData"])
     assert wanted <= configured, f"not set in k8s/config.yaml: {sorted(wanted - configured)}"
     assert not secret_settings() & set(objects["fractally-config"]["data"]), "secrets belong in the Secret"
+
+
+def test_no_credentials_are_applied_from_k8s() -> None:
+    """A Secret in the kustomization would put its placeholder keys back on every apply."""
+    assert not [o for o in rendered() if o["kind"] == "Secret"]
+    assert SECRET_NAME not in (K8S / "kustomization.yaml").read_text().split("# Credentials")[-1].split("resources:")[-1]
+
+
+def test_the_generated_secret_holds_random_keys_for_the_namespace_that_reads_it() -> None:
+    (first,), (second,) = generated_secrets(rendered()), generated_secrets(rendered())
+    assert first["metadata"] == second["metadata"] and first["metadata"]["namespace"] == "fractally"
+    assert set(first["stringData"]) == secret_settings()
+    assert first["stringData"]["FRACTALLY_S3_SECRET_KEY"] != second["stringData"]["FRACTALLY_S3_SECRET_KEY"]
+    assert len(first["stringData"]["FRACTALLY_S3_SECRET_KEY"]) >= 32  # MinIO wants at least 8
+
+
+def test_worker_manifest_leaves_the_replica_count_to_whoever_scales() -> None:
+    """replicas in the manifest would scale the workers back on every apply (KEDA's or a person's count)."""
+    (worker,) = [o for o in rendered() if o["metadata"]["name"] == "fractally-worker"]
+    assert "replicas" not in worker["spec"]
+
+
+def test_keda_example_scales_the_worker_on_the_stream_and_consumer_the_code_uses() -> None:
+    from fractally.queue import CONSUMER
+
+    path = K8S / "optional" / "keda-worker.yaml"
+    assert path.name not in (K8S / "kustomization.yaml").read_text().split("resources:")[-1]
+    (scaled,) = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    (worker,) = [o for o in rendered() if o["metadata"]["name"] == "fractally-worker"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == worker["metadata"]["name"]
+    assert scaled["metadata"]["namespace"] == worker["metadata"]["namespace"]
+    (trigger,) = scaled["spec"]["triggers"]
+    config_map = next(o for o in rendered() if o["metadata"]["name"] == "fractally-config")["data"]
+    assert trigger["type"] == "nats-jetstream"
+    assert trigger["metadata"]["stream"] == config_map["FRACTALLY_NATS_STREAM"]
+    assert trigger["metadata"]["consumer"] == CONSUMER
+    (nats,) = [o for o in rendered() if o["kind"] == "Service" and o["metadata"]["name"] == "nats"]
+    monitor = next(p["port"] for p in nats["spec"]["ports"] if p["name"] == "monitor")
+    assert trigger["metadata"]["natsServerMonitoringEndpoint"] == \
+        f"nats.{nats['metadata']['namespace']}.svc.cluster.local:{monitor}"
+
+
+#: Knative's defaults (config-defaults): the response-start timeout a revision gets when it sets none
+#: and its timeoutSeconds is longer, and the ceiling of timeoutSeconds.
+KNATIVE_RESPONSE_START_DEFAULT = 300
+KNATIVE_MAX_REVISION_TIMEOUT = 600
+
+
+@pytest.mark.parametrize("name, setting", [("render-tile", "FRACTALLY_HTTP_TIMEOUT"),
+                                           ("assemble", "FRACTALLY_ASSEMBLE_TIMEOUT")])
+def test_knative_lets_a_call_run_as_long_as_the_invoker_waits(name: str, setting: str) -> None:
+    """Knative cuts a request whose first byte has not come within responseStartTimeoutSeconds, which
+    defaults to 300 s whenever timeoutSeconds is longer: assemble's 600 s needs both fields."""
+    spec = knative_services()[name]["spec"]["template"]["spec"]
+    waits = float(next(o for o in rendered() if o["metadata"]["name"] == "fractally-config")["data"][setting])
+    timeout = spec["timeoutSeconds"]
+    response_start = spec.get("responseStartTimeoutSeconds",
+                              KNATIVE_RESPONSE_START_DEFAULT if KNATIVE_RESPONSE_START_DEFAULT < timeout else timeout)
+    assert min(timeout, response_start) >= waits
+    assert timeout <= KNATIVE_MAX_REVISION_TIMEOUT
 
 
 @pytest.mark.parametrize("function", ["api", "render-tile", "assemble"])
@@ -403,6 +464,10 @@ class FakeCluster:
     def apply(self, obj: dict[str, Any]) -> None:
         self.applied.append(obj)
 
+    def create_if_absent(self, obj: dict[str, Any]) -> bool:
+        self.applied.append(obj)
+        return True
+
     def get_knative_service(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.polls += 1
         ready = self.ready_after is not None and self.polls > self.ready_after * 3
@@ -419,7 +484,8 @@ class FakeCluster:
 def test_apply_order_puts_the_namespace_first_and_knative_services_last() -> None:
     kinds = [o["kind"] if not is_knative_service(o) else "ksvc" for o in apply_order(rendered())]
     assert kinds[0] == "Namespace"
-    assert kinds.index("ConfigMap") < kinds.index("Deployment") and kinds.index("Secret") < kinds.index("Deployment")
+    assert kinds.index("ConfigMap") < kinds.index("Deployment")
+    assert kinds.index("PersistentVolumeClaim") < kinds.index("Deployment")
     assert kinds[-3:] == ["ksvc"] * 3
 
 
@@ -440,8 +506,9 @@ def test_deploy_applies_everything_waits_for_ready_and_prints_the_api_url() -> N
     cluster, out = FakeCluster(ready_after=2), io.StringIO()
     code = deploy(K8S, cluster=cluster, out=out, timeout=60, sleep=lambda s: None)
     assert code == 0
-    assert [(o["kind"], o["metadata"]["name"]) for o in cluster.applied] == \
-        [(o["kind"], o["metadata"]["name"]) for o in apply_order(rendered())]
+    expected = [(o["kind"], o["metadata"]["name"]) for o in apply_order(rendered())]
+    expected.insert(1, ("Secret", SECRET_NAME))  # created right after the namespace, before what reads it
+    assert [(o["kind"], o["metadata"]["name"]) for o in cluster.applied] == expected
     assert "Fractal.ly is up: http://api.fractally.example.com/" in out.getvalue()
 
 
