@@ -300,16 +300,40 @@ def test_every_setting_the_code_reads_is_set_in_stack_yml(function: str) -> None
             assert name in env, f"{function}: {name} not set"
 
 
+#: What OpenFaaS Community Edition refuses to deploy: Pro's scaling labels, and more than 5 replicas.
+OPENFAAS_CE_MAX_REPLICAS = 5
+OPENFAAS_PRO_LABELS = {"com.openfaas.scale.zero-duration", "com.openfaas.scale.type", "com.openfaas.scale.target"}
+
+
 @pytest.mark.parametrize("function", ["api", "render-tile", "assemble"])
-def test_stack_yml_declares_scaling_health_and_readonly_root(function: str) -> None:
+def test_stack_yml_deploys_on_openfaas_community_edition(function: str) -> None:
+    """CE answers 'not available for Community Edition' to a deploy with Pro labels or scale.max > 5."""
+    labels = stack()["functions"][function]["labels"]
+    assert 1 <= int(labels["com.openfaas.scale.min"]) <= int(labels["com.openfaas.scale.max"]) <= OPENFAAS_CE_MAX_REPLICAS
+    assert labels.get("com.openfaas.scale.zero", "false") == "false"
+    assert not OPENFAAS_PRO_LABELS & set(labels)
+
+
+@pytest.mark.parametrize("function", ["api", "render-tile", "assemble"])
+def test_stack_yml_declares_health_paths_the_apps_serve_and_a_readonly_root(function: str, tmp_path: Path) -> None:
     fn = stack()["functions"][function]
-    labels = fn["labels"]
-    assert int(labels["com.openfaas.scale.min"]) >= 1 and int(labels["com.openfaas.scale.max"]) >= 1
-    assert labels["com.openfaas.scale.zero"] == ("false" if function == "api" else "true")
-    assert fn["annotations"]["com.openfaas.health.http.path"] == HEALTH_PATH
-    assert fn["annotations"]["com.openfaas.ready.http.path"] == HEALTH_PATH
+    folder = {v: k for k, v in FUNCTIONS.items()}[function]
+    app = _app(folder, tmp_path)
+    try:
+        for annotation in ("com.openfaas.health.http.path", "com.openfaas.ready.http.path"):
+            assert app.test_client().get(fn["annotations"][annotation]).status_code == 200
+        assert app.test_client().get("/_/health").status_code == 200  # what CE probes, annotations or not
+    finally:
+        if "fractally" in app.extensions:
+            app.extensions["fractally"].service.close()
     assert fn["readonly_root_filesystem"] is True
     assert {"read_timeout", "write_timeout", "exec_timeout"} <= set(fn["environment"])
+
+
+def test_the_api_calls_no_more_tiles_at_once_than_render_tile_has_replicas_on_openfaas() -> None:
+    functions = stack()["functions"]
+    concurrency = int(functions["api"]["environment"]["FRACTALLY_HTTP_CONCURRENCY"])
+    assert concurrency <= int(functions["render-tile"]["labels"]["com.openfaas.scale.max"])
 
 
 def _app(folder: str, tmp_path: Path):
