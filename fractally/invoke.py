@@ -44,6 +44,9 @@ class Invoker(abc.ABC):
         self._lock = threading.Lock()
         self._last_left = threading.Condition(self._lock)  # notified when no job is left in our hands
         self._idle_since = float("-inf")  # time.monotonic() when the last job left
+        #: Jobs this invoker has started (``dispatch`` calls that were not a no-op): how a caller, or a
+        #: test, sees whether a submit set work going without waiting to see if any lands.
+        self.dispatched = 0
 
     def is_active(self, job_id: str) -> bool:
         with self._lock:
@@ -82,6 +85,7 @@ class Invoker(abc.ABC):
         with self._lock:
             if job.id in self._active:
                 return False
+            self.dispatched += 1
             self._active[job.id] = _Tracker(remaining=len(indices), job=job, present=job.tiles_total - len(indices))
         self._started(job, indices)
         if not indices:
