@@ -56,44 +56,61 @@ def test_the_timeout_leaves_room_for_several_late_renewals():
     assert tasks.CLAIM_TIMEOUT >= 5 * tasks.CLAIM_RENEWAL
 
 
+def renewal_running() -> bool:
+    """Whether a claim-renewal thread is alive (``lease.Renewal.stop`` joins it, so after an assembly
+    returns, none left means no renewal can come later)."""
+    return any(t.name == "claim-renewal" and t.is_alive() for t in threading.enumerate())
+
+
+def wait_for_a_new_claim(store: LocalStore, claim: str, seen: set[float], timeout: float = 5.0) -> None:
+    """Block until the claim's time is one not in ``seen`` (a renewal since), then add it; bounded."""
+    deadline = time.monotonic() + timeout
+    while (at := json.loads(store.get(claim))["at"]) in seen and time.monotonic() < deadline:
+        time.sleep(0.005)
+    seen.add(at)
+
+
 def test_a_long_assembly_renews_its_claim_and_leaves_none_behind(local_store, ready_job, monkeypatch):
-    monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.05)
+    """Each band waits for a renewal it has not seen: the assembly lasts as long as renewals keep
+    coming, and three distinct claim times show it renewed at least twice after taking the job."""
+    monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.02)
     claim = jobs.claim_key(ready_job.id)
     seen: set[float] = set()
-    assembling = threading.Event()
 
-    def slow_ready(index: int) -> None:  # the tiles are stored; each band just takes its time
-        assembling.set()
-        time.sleep(0.2)
-        seen.add(json.loads(local_store.get(claim))["at"])
+    def ready_after_a_renewal(index: int) -> None:  # the tiles are stored; each band waits for a renewal
+        wait_for_a_new_claim(local_store, claim, seen)
 
-    result = tasks.assemble(ready_job.id, local_store, ready=slow_ready)
-    assert assembling.is_set() and result["status"] == "done"
-    assert len(seen) >= 3  # 0.4 s of assembly, renewed every 0.05 s
+    result = tasks.assemble(ready_job.id, local_store, ready=ready_after_a_renewal)
+    assert result["status"] == "done"
+    assert len(seen) >= 3
     assert not local_store.exists(claim)
-    time.sleep(0.2)
-    assert not local_store.exists(claim)  # no renewal came after the claim was deleted
+    assert not renewal_running()  # so no renewal can bring the deleted claim back
 
 
 def test_a_failed_assembly_stops_renewing_and_deletes_its_claim(local_store, ready_job, monkeypatch):
     monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.02)
+    claim = jobs.claim_key(ready_job.id)
+    seen: set[float] = set()
 
-    def failing_ready(index: int) -> None:
-        time.sleep(0.1)
+    def failing_ready(index: int) -> None:  # fails once the claim is being renewed
+        wait_for_a_new_claim(local_store, claim, seen)
+        wait_for_a_new_claim(local_store, claim, seen)
         raise RuntimeError("a tile will not come")
 
     with pytest.raises(RuntimeError):
         tasks.assemble(ready_job.id, local_store, ready=failing_ready)
-    time.sleep(0.1)
-    assert not local_store.exists(jobs.claim_key(ready_job.id))
-    assert not any(t.name == "claim-renewal" for t in threading.enumerate())
+    assert len(seen) == 2  # it was renewed before the failure
+    assert not local_store.exists(claim)
+    assert not renewal_running()
 
 
 def test_a_forced_assembly_writes_no_claim(local_store, ready_job, monkeypatch):
     monkeypatch.setattr(tasks, "CLAIM_RENEWAL", 0.02)
     puts = []
+    renewing: list[bool] = []
     real_put = local_store.put
     monkeypatch.setattr(local_store, "put", lambda key, *a, **k: puts.append(key) or real_put(key, *a, **k))
-    answer = tasks.assemble(ready_job.id, local_store, force=True, ready=lambda index: time.sleep(0.05))
+    answer = tasks.assemble(ready_job.id, local_store, force=True, ready=lambda index: renewing.append(renewal_running()))
     assert answer["status"] == "done"
     assert jobs.claim_key(ready_job.id) not in puts
+    assert renewing and not any(renewing)  # no renewal thread ran while it assembled
