@@ -5,8 +5,13 @@ assemble, the api with the HTTP invoker; everything on 127.0.0.1), then runs --c
 for --seconds. Each client has its own keep-alive connection and loops over a weighted mix:
 
 * ``sync``: ``GET /v1/render.png`` of a 64×64 image (varied c, colormap, max_iter);
-* ``submit``: ``POST /v1/renders`` of a small job drawn from a pool of 40 specs, so many are
-  identical and must be answered with the existing job;
+* ``submit``: ``POST /v1/renders`` of a small job drawn from a pool of 40 specs (37 distinct
+  jobs), so most submits are identical to an earlier one and must be answered with the existing
+  job. Their latencies are reported apart: ``submit new`` is the first submit of each distinct
+  spec in the run (the one that creates the job and dispatches its tiles; with a running
+  service given by ``--api`` the job may exist from before), ``submit repeat`` every later one,
+  split by the answer's status into ``repeat, running`` (the job not done yet) and
+  ``repeat, done``; ``submit`` is all of them;
 * ``poll``: ``GET /v1/renders/{id}`` of a job some client submitted.
 
 An error is a transport failure, a timeout, or any status other than the one the kind expects
@@ -75,6 +80,7 @@ class Tally:
     busy_retries: int = 0
     requests: int = 0  # HTTP requests sent, retries included
     job_ids: set[str] = field(default_factory=set)
+    sent_specs: set[str] = field(default_factory=set)  # specs submitted so far (canonical JSON)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -85,6 +91,12 @@ def one_request(session: requests.Session, api: str, kind: str, rng: random.Rand
         known = list(tally.job_ids) if kind == "poll" else []
     if kind == "poll" and not known:
         kind = "submit"
+    if kind == "submit":  # the first submit of a spec sent in this run is the one that creates its job
+        spec = rng.choice(pool)
+        key = json.dumps(spec, sort_keys=True)
+        with tally.lock:
+            new_job = key not in tally.sent_specs
+            tally.sent_specs.add(key)
     started = time.perf_counter()
     while True:
         try:
@@ -93,7 +105,7 @@ def one_request(session: requests.Session, api: str, kind: str, rng: random.Rand
                           "max_iter": rng.choice([100, 200, 500]), "colormap": rng.choice(COLORMAPS)}
                 resp = session.get(api + "/v1/render.png", params=params, timeout=TIMEOUT)
             elif kind == "submit":
-                resp = session.post(api + "/v1/renders", json=rng.choice(pool), timeout=TIMEOUT)
+                resp = session.post(api + "/v1/renders", json=spec, timeout=TIMEOUT)
             else:
                 resp = session.get(f"{api}/v1/renders/{rng.choice(known)}", timeout=TIMEOUT)
         except requests.RequestException as err:
@@ -120,7 +132,13 @@ def one_request(session: requests.Session, api: str, kind: str, rng: random.Rand
             tally.errors.append("sync: not a PNG")
             return
         if kind == "submit":
-            tally.job_ids.add(resp.json()["id"])
+            answer = resp.json()
+            tally.job_ids.add(answer["id"])
+            label = ("submit new" if new_job else
+                     "repeat, done" if answer.get("status") == "done" else "repeat, running")
+            tally.latencies[label].append(elapsed)
+            if not new_job:
+                tally.latencies["submit repeat"].append(elapsed)
         tally.latencies[kind].append(elapsed)
 
 
@@ -186,10 +204,13 @@ def run(api: str, clients: int, seconds: float, seed: int = 1, settle: float = 1
         t.join(seconds + BUSY_PATIENCE + 2 * TIMEOUT)
     wall = time.monotonic() - began
     jobs = wait_jobs(api, tally.job_ids, settle)
-    kinds = {kind: {"count": len(v), "p50_ms": 1000 * percentile(v, 50), "p99_ms": 1000 * percentile(v, 99),
-                    "max_ms": 1000 * max(v)} for kind, v in sorted(tally.latencies.items()) if v}
+    order = ["sync", "poll", "submit", "submit new", "submit repeat", "repeat, running", "repeat, done"]
+    kinds = {kind: {"count": len(v), "p50_ms": 1000 * percentile(v, 50), "p90_ms": 1000 * percentile(v, 90),
+                    "p99_ms": 1000 * percentile(v, 99), "max_ms": 1000 * max(v)}
+             for kind, v in sorted(tally.latencies.items(), key=lambda kv: order.index(kv[0])) if v}
     return {"clients": clients, "seconds": seconds, "wall_seconds": round(wall, 1),
-            "requests": tally.requests, "logical_requests": sum(len(v) for v in tally.latencies.values()),
+            "requests": tally.requests,
+            "logical_requests": sum(len(tally.latencies[k]) for k in EXPECTED),
             "errors": len(tally.errors), "error_samples": tally.errors[:10], "busy_retries": tally.busy_retries,
             "kinds": kinds, "jobs": {"submitted_unique": len(tally.job_ids), **jobs}}
 
@@ -198,9 +219,12 @@ def report(result: dict[str, Any]) -> str:
     lines = [f"{result['clients']} clients for {result['seconds']:g} s (wall {result['wall_seconds']} s): "
              f"{result['requests']} HTTP requests ({result['requests'] / result['wall_seconds']:.0f}/s), "
              f"{result['errors']} errors, {result['busy_retries']} honoured 503 busy retries",
-             f"{'kind':8} {'count':>7} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}"]
+             f"{'kind':17} {'count':>7} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'max ms':>9}"]
     for kind, k in result["kinds"].items():
-        lines.append(f"{kind:8} {k['count']:7d} {k['p50_ms']:9.1f} {k['p99_ms']:9.1f} {k['max_ms']:9.1f}")
+        indent = "  " if kind.startswith(("submit ", "repeat")) else ""
+        indent += "  " if kind.startswith("repeat") else ""
+        lines.append(f"{indent + kind:17} {k['count']:7d} {k['p50_ms']:9.1f} {k['p90_ms']:9.1f} {k['p99_ms']:9.1f} "
+                     f"{k['max_ms']:9.1f}")
     jobs = result["jobs"]
     lines.append(f"jobs: {jobs['submitted_unique']} distinct submitted, {jobs.get('done', 0)} done, "
                  f"{jobs.get('failed', 0)} failed, {jobs['unfinished']} unfinished")
