@@ -59,6 +59,7 @@ class Settings:
     assemble_timeout: float = 600.0  # seconds per assemble call (a large image takes longer than a tile)
     http_retries: int = 4
     max_deliveries: int = 5
+    lease_timeout: float = 30.0  # seconds a job's dispatch lease lives unrenewed before another api takes it over
     url_expiry: int = 3600
     auth_token: str | None = None
     public_url: str | None = None
@@ -68,6 +69,8 @@ class Settings:
         if not 1 <= self.url_expiry <= 7 * 24 * 3600:
             raise ValueError(f"{PREFIX}URL_EXPIRY must be whole seconds from 1 to 604800 (7 days, the longest a "
                              f"presigned S3 URL may live), got {self.url_expiry}")
+        if not self.lease_timeout > 0:
+            raise ValueError(f"{PREFIX}LEASE_TIMEOUT must be a positive number of seconds, got {self.lease_timeout}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -93,6 +96,7 @@ class Settings:
             assemble_timeout=float(env.get(PREFIX + "ASSEMBLE_TIMEOUT", base.assemble_timeout)),
             http_retries=_int(env, "HTTP_RETRIES", base.http_retries),
             max_deliveries=_int(env, "MAX_DELIVERIES", base.max_deliveries),
+            lease_timeout=float(env.get(PREFIX + "LEASE_TIMEOUT", base.lease_timeout)),
             url_expiry=_int(env, "URL_EXPIRY", base.url_expiry),
             auth_token=_read_secret(env, "AUTH_TOKEN"),
             public_url=env.get(PREFIX + "PUBLIC_URL") or None,

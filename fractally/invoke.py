@@ -5,6 +5,13 @@ last one has landed triggers assemble (the in-process invoker starts it with the
 tiles and feeds it band by band) — once per job per invoker; concurrent
 or repeated completions still give one result because assemble claims the job
 and writes with put-if-absent. The handlers never know which invoker called.
+
+The fan-out of the in-process and HTTP invokers lives in this process's threads, so the replica that
+dispatches a job holds its dispatch lease (``jobs/<id>/dispatch.lease``, ``fractally.lease``), renews
+it while the job is in its hands and releases it when the job leaves them, or when the invoker is
+closed (SIGTERM); any replica that answers a status poll for an unfinished job whose lease is not live
+carries it on (``Service.status``). The queue invoker's tasks live in JetStream: it is ``durable`` and
+takes no lease.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fractally import jobs, tasks
+from fractally import jobs, lease, tasks
 from fractally.config import Settings
 from fractally.store import ObjectStore
 
@@ -35,11 +42,23 @@ class _Tracker:
     failures: list[str] = field(default_factory=list)
 
 
+#: Seconds a dispatch lease lives unrenewed (``FRACTALLY_LEASE_TIMEOUT``, ``Settings.lease_timeout``).
+LEASE_TIMEOUT = 30.0
+
+
 class Invoker(abc.ABC):
     """Fan-out and completion bookkeeping; subclasses only say how a call travels."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    #: True if the job's calls outlive this process (the queue): no dispatch lease is taken, and no
+    #: other replica carries a job on (``Service.status``).
+    durable = False
+
+    def __init__(self, store: ObjectStore, lease_timeout: float = LEASE_TIMEOUT) -> None:
         self.store = store
+        self.lease_timeout = lease_timeout
+        self._holder = lease.new_holder()  # this invoker, in its dispatch leases
+        self._renewal = lease.Renewal(store, lease.renewal_interval(lease_timeout), name="dispatch-lease-renewal")
+        self._closed = False
         self._active: dict[str, _Tracker] = {}
         self._lock = threading.Lock()
         self._last_left = threading.Condition(self._lock)  # notified when no job is left in our hands
@@ -81,12 +100,24 @@ class Invoker(abc.ABC):
             return tracker.job, tracker.present + tracker.stored
 
     def dispatch(self, job: jobs.Job, indices: list[int]) -> bool:
-        """Send ``indices`` of ``job`` to render_tile (no-op if this invoker already runs the job)."""
+        """Send ``indices`` of ``job`` to render_tile; False (nothing sent) if this invoker already runs the
+        job, another replica holds its live dispatch lease, or this invoker is closed."""
         with self._lock:
-            if job.id in self._active:
+            if job.id in self._active or self._closed:
                 return False
-            self.dispatched += 1
             self._active[job.id] = _Tracker(remaining=len(indices), job=job, present=job.tiles_total - len(indices))
+        if not self.durable:
+            try:
+                taken = lease.take(self.store, jobs.dispatch_key(job.id), self._holder, self.lease_timeout)
+            except BaseException:
+                self._leave(job.id)
+                raise
+            if not taken:
+                self._leave(job.id)
+                return False
+            self._renewal.add(jobs.dispatch_key(job.id), self._holder)
+        with self._lock:
+            self.dispatched += 1
         self._started(job, indices)
         if not indices:
             self._send_assemble(job.id)
@@ -114,7 +145,7 @@ class Invoker(abc.ABC):
 
     def _tiles_finished(self, job_id: str, error: str | None) -> None:
         """Every dispatched tile has ended: assemble, or fail the job with ``error``."""
-        if error is not None:
+        if error is not None or self._closed:
             self._finish(job_id, error)
         else:
             self._send_assemble(job_id)
@@ -123,20 +154,38 @@ class Invoker(abc.ABC):
         """The job left this invoker's hands: done, or failed with ``error`` (shown to the user).
 
         The job is released even if its failure cannot be recorded (the store is down): a
-        resubmission must be able to start it again.
+        resubmission must be able to start it again. Once the invoker is closed nothing is recorded:
+        its calls were cancelled, not failed, and the replica that carries the job on sees for itself.
         """
         try:
-            if error is not None:
+            if self._closed:
+                log.info("job %s left to another replica: this one is stopping", job_id)
+            elif error is not None:
                 log.warning("job %s failed: %s", job_id, error)
                 jobs.mark_failed(self.store, job_id, error)
         except Exception:
             log.error("could not record the failure of job %s", job_id, exc_info=True)
         finally:
-            with self._lock:
-                self._active.pop(job_id, None)
-                if not self._active:
-                    self._idle_since = time.monotonic()
-                    self._last_left.notify_all()
+            self._leave(job_id)
+            if not self.durable:
+                self._release(job_id)
+
+    def _leave(self, job_id: str) -> None:
+        with self._lock:
+            self._active.pop(job_id, None)
+            if not self._active:
+                self._idle_since = time.monotonic()
+                self._last_left.notify_all()
+
+    def _release(self, job_id: str) -> None:
+        """Give up the job's dispatch lease: stop renewing it, then delete it (unless another replica took
+        it over meanwhile). If the store is away, the lease expires after ``lease_timeout``."""
+        key = jobs.dispatch_key(job_id)
+        self._renewal.discard(key)
+        try:
+            lease.release(self.store, key, self._holder)
+        except Exception:
+            log.warning("could not release the dispatch lease of job %s", job_id, exc_info=True)
 
     @abc.abstractmethod
     def _send_tile(self, job: jobs.Job, index: int) -> None:
@@ -147,7 +196,20 @@ class Invoker(abc.ABC):
         """Start assemble; call ``_finish`` when it ends (never block)."""
 
     def close(self) -> None:
-        """Stop accepting work; running calls finish."""
+        """Stop accepting work, cancel the calls not started, and release the dispatch leases of the jobs
+        still in this invoker's hands, so another replica carries them on at its next status poll; running
+        calls finish (and record nothing: ``_finish``). Closing twice is closing once."""
+        with self._lock:
+            self._closed = True  # first: the calls cancelled next end their jobs as "left", not "failed"
+        self._stop_calls()
+        for key in self._renewal.stop():
+            try:
+                lease.release(self.store, key, self._holder)
+            except Exception:
+                log.warning("could not release the dispatch lease %s", key, exc_info=True)
+
+    def _stop_calls(self) -> None:
+        """Hook for ``close``: cancel the calls not started yet."""
 
 
 class TileFailed(RuntimeError):
@@ -241,8 +303,8 @@ class InProcessInvoker(Invoker):
     #: ``SCHED_IDLE`` needs no privileges (only switching back does).
     WORK_IDLE = True
 
-    def __init__(self, store: ObjectStore, workers: int) -> None:
-        super().__init__(store)
+    def __init__(self, store: ObjectStore, workers: int, lease_timeout: float = LEASE_TIMEOUT) -> None:
+        super().__init__(store, lease_timeout)
         workers = max(1, workers)
         self.tile_pool = ThreadPoolExecutor(workers, thread_name_prefix="render_tile", initializer=self._idle_priority)
         self.assemble_pool = ThreadPoolExecutor(1, thread_name_prefix="assemble", initializer=self._lower_priority)
@@ -327,7 +389,7 @@ class InProcessInvoker(Invoker):
         future = self.assemble_pool.submit(tasks.assemble, job_id, self.store)
         future.add_done_callback(lambda f: self._finish(job_id, _error_of(f)))
 
-    def close(self) -> None:
+    def _stop_calls(self) -> None:
         self.tile_pool.shutdown(wait=False, cancel_futures=True)
         self.assemble_pool.shutdown(wait=False, cancel_futures=True)
 
@@ -343,7 +405,7 @@ class HttpInvoker(Invoker):
     RETRY_STATUSES = {429, 500, 502, 503, 504}
 
     def __init__(self, store: ObjectStore, settings: Settings) -> None:
-        super().__init__(store)
+        super().__init__(store, settings.lease_timeout)
         if not settings.render_tile_url or not settings.assemble_url:
             raise ValueError("the HTTP invoker needs FRACTALLY_RENDER_TILE_URL and FRACTALLY_ASSEMBLE_URL")
         import requests  # only this invoker needs it
@@ -386,7 +448,7 @@ class HttpInvoker(Invoker):
                                   self.settings.assemble_timeout)  # assembly may take longer than a tile
         future.add_done_callback(lambda f: self._finish(job_id, _error_of(f)))
 
-    def close(self) -> None:
+    def _stop_calls(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -439,7 +501,7 @@ def _error_of(future: Future) -> str | None:
 
 def make_invoker(settings: Settings, store: ObjectStore) -> Invoker:
     if settings.invoker == "inprocess":
-        return InProcessInvoker(store, settings.workers)
+        return InProcessInvoker(store, settings.workers, settings.lease_timeout)
     if settings.invoker == "http":
         return HttpInvoker(store, settings)
     if settings.invoker == "queue":

@@ -6,6 +6,8 @@ Layout (every key built from hashes, never from user text)::
     jobs/<job id>/result.<format>  the finished image (written once, put-if-absent)
     jobs/<job id>/failed.json      why the job failed, if it did
     jobs/<job id>/assemble.claim   who is assembling since when (to avoid double work)
+    jobs/<job id>/dispatch.lease   which api replica fans the job out, renewed while it does (so another
+                                   carries it on when that one is gone; fractally/lease.py)
     tiles/<pixels hash>/<index>.tile   counts + smooth of one tile, shared by every job of
                                        that picture (PNG or msgpack, any colormap)
 
@@ -48,6 +50,10 @@ def failed_key(job_id: str) -> str:
 
 def claim_key(job_id: str) -> str:
     return f"jobs/{job_id}/assemble.claim"
+
+
+def dispatch_key(job_id: str) -> str:
+    return f"jobs/{job_id}/dispatch.lease"
 
 
 def tiles_prefix(pixels_hash: str) -> str:

@@ -181,6 +181,8 @@ class LoopThread:
 class QueueInvoker(Invoker):
     """The api side: publish a job's tile tasks to JetStream; workers do the rest (module docstring)."""
 
+    durable = True  # the tasks live in JetStream: no dispatch lease, no other replica carries a job on
+
     def __init__(self, store: ObjectStore, settings: Settings) -> None:
         super().__init__(store)
         self.settings = settings

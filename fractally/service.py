@@ -7,15 +7,21 @@ Free of any web framework (TiTiler's core/application split): the Flask app in
 from __future__ import annotations
 
 import io
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from fractally import jobs
+from fractally import jobs, lease, tasks
 from fractally.compose import CONTENT_TYPES, render_image
 from fractally.config import Settings
 from fractally.invoke import Invoker, make_invoker
 from fractally.spec import RenderSpec
 from fractally.store import ObjectStore, open_store
+
+log = logging.getLogger("fractally.service")
+
+#: A job in one of these states is still to be carried on by some api replica.
+UNFINISHED = ("queued", "running", "assembling")
 
 
 def store_from_settings(settings: Settings) -> ObjectStore:
@@ -41,7 +47,8 @@ class Service:
         """Create the job (or find the identical one) and make sure its work is under way.
 
         Resubmitting a failed job retries it; resubmitting one that no invoker runs
-        (say, after a restart) sends only its missing tiles.
+        (say, after a restart) sends only its missing tiles. One that another api replica runs
+        (its dispatch lease is live: ``Invoker.dispatch``) is left to it.
         """
         job, created = jobs.create(self.store, spec)
         current = jobs.status(self.store, job.id)
@@ -50,7 +57,7 @@ class Service:
         if current.status == "failed":
             jobs.clear_failed(self.store, job.id)
         if not self.invoker.is_active(job.id):
-            self.invoker.dispatch(job, jobs.missing_tiles(self.store, job))
+            self.invoker.dispatch(job, jobs.missing_tiles(self.store, job))  # no-op if another replica runs it
         return jobs.status(self.store, job.id), created
 
     def status(self, job_id: str) -> jobs.Status:
@@ -58,9 +65,29 @@ class Service:
         invoker's memory (no manifest read, no listing of thousands of tiles per poll)."""
         live = self.invoker.progress(job_id)
         if live is None:
-            return jobs.status(self.store, job_id)
+            current = jobs.status(self.store, job_id)
+            if current.status in UNFINISHED and not self.invoker.durable:
+                self._carry_on(current)
+            return current
         job, tiles_done = live
         return jobs.status_of(self.store, job, tiles_done)
+
+    def _carry_on(self, current: jobs.Status) -> None:
+        """Dispatch an unfinished job that nobody carries on: the api replica that ran it is gone (killed,
+        scaled down, replaced by a new revision) and its dispatch lease expired, or was released when it
+        stopped. Costs one GET (the lease) a poll while another replica runs the job, and a second (the
+        assembly claim) while it is being assembled; taking a job over costs the lease write and a listing
+        of its tiles, and only the missing ones are sent (all there: the assembly).
+
+        Not for a durable invoker (the queue): its tasks outlive any replica.
+        """
+        job = current.job
+        if lease.is_held(self.store, jobs.dispatch_key(job.id), self.invoker.lease_timeout):
+            return
+        if current.status == "assembling" and lease.is_held(self.store, jobs.claim_key(job.id), tasks.CLAIM_TIMEOUT):
+            return  # an assembler is at work: its replica is gone, but the assembly carries on without it
+        if self.invoker.dispatch(job, jobs.missing_tiles(self.store, job)):
+            log.info("job %s: carried on after the replica that ran it stopped", job.id)
 
     def result_url(self, job: jobs.Job) -> str:
         return self.store.url(job.result_key, self.settings.url_expiry)

@@ -21,6 +21,7 @@ from fractally.store.base import DEFAULT_CONTENT_TYPE
 from fractally.tiling import tile_count
 
 pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
+                  "tests.conftest_replicas",
                   "tests.conftest_browser"]
 
 #: The only tests that may skip when ``CI=true``: test id -> why skipping there is right. Any other

@@ -24,7 +24,7 @@ TOKEN = "s3cret-token-for-tests"
 SPEC = {"c": [-0.8, 0.156], "width": 64, "height": 48, "tile_size": 32, "max_iter": 100}
 HTTP = 15.0
 #: Every object the service writes: job records, tiles and explorer tiles, named by hashes only.
-KEY = re.compile(r"^(jobs/[0-9a-f]{32}/(spec\.json|result\.(png|msgpack)|failed\.json|assemble\.claim)"
+KEY = re.compile(r"^(jobs/[0-9a-f]{32}/(spec\.json|result\.(png|msgpack)|failed\.json|assemble\.claim|dispatch\.lease)"
                  r"|tiles/[0-9a-f]{32}/\d+\.tile|xyz/[0-9a-f]{32}\.png)$")
 
 
