@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -159,6 +160,29 @@ class WorkerProcess:
                     tail = "\n".join(self.lines[-20:])
                     raise AssertionError(f"worker {self.name} logged no line matching {pattern!r}:\n{tail}")
                 self._changed.wait(min(left, 0.5))
+
+    def wait_for_nth(self, pattern: str, n: int, timeout: float = 20.0) -> str:
+        """The ``n``-th log line (1-based) matching ``pattern``, waiting up to ``timeout`` seconds for it."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [line for line in self.lines if regex.search(line)]
+                if len(found) >= n:
+                    return found[n - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or self._eof:
+                    tail = "\n".join(self.lines[-20:])
+                    raise AssertionError(f"worker {self.name} logged {len(found)} line(s) matching {pattern!r}, "
+                                         f"not {n}:\n{tail}")
+                self._changed.wait(min(left, 0.5))
+
+    def pause(self) -> None:
+        """SIGSTOP: the worker stops where it is (mid-tile, say) until ``resume`` or ``kill``."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
 
     def matching(self, pattern: str) -> list[str]:
         regex = re.compile(pattern)

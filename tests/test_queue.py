@@ -7,6 +7,7 @@ failed after ``max_deliveries`` attempts instead of retrying for ever.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -50,6 +51,25 @@ def wait_status(store: ObjectStore, job_id: str, wanted: set[str], timeout: floa
         time.sleep(0.1)
 
 
+def kill_mid_tile(worker: WorkerProcess, store: ObjectStore, job: jobs.Job, delivery: int = 1,
+                  tries: int = 4) -> int:
+    """SIGKILL ``worker`` in the middle of a tile (delivery ``delivery``); the tile's index.
+
+    The worker is stopped (SIGSTOP) as soon as it logs that it works on a tile, and killed only if
+    that tile is not stored yet -- so before its ack, however loaded the machine; a tile it finished
+    before the stop is let go and the next one it takes is tried (at most ``tries``)."""
+    pattern = rf"tile (\d+): working \(delivery {delivery} "
+    for n in range(1, tries + 1):
+        line = worker.wait_for_nth(pattern, n)
+        worker.pause()
+        index = int(re.search(pattern, line).group(1))
+        if not store.exists(jobs.tile_key(job.pixels_hash, index)):
+            worker.kill()
+            return index
+        worker.resume()
+    raise AssertionError(f"worker {worker.name} finished each of {tries} tiles before it could be stopped")
+
+
 def tasks_left(invoker: QueueInvoker, job_id: str) -> int:
     return invoker._loop.run(count_on(invoker._jetstream(), invoker.subjects.stream,
                                       invoker.subjects.of_job(job_id)), 10)
@@ -74,11 +94,10 @@ def test_job_completes_identically_when_a_worker_is_killed_mid_tile(
     survivor = start_worker(queue_settings, "survivor")
     invoker, job = submit(queue_settings, SLOW_SPEC)
     try:
-        doomed.wait_for(r"tile \d+: working \(delivery 1 ")
-        doomed.kill()
+        index = kill_mid_tile(doomed, invoker.store, job)
         done = wait_status(invoker.store, job.id, {"done", "failed"})
         assert done.status == "done", done.error
-        assert survivor.matching(r"tile \d+: working \(delivery 2 "), "the killed worker's tile was not redelivered"
+        assert survivor.matching(rf"tile {index}: working \(delivery 2 "), "the killed worker's tile was not redelivered"
         assert tasks_left(invoker, job.id) == 0
     finally:
         invoker.close()
@@ -121,11 +140,11 @@ def test_worker_dying_on_the_last_delivery_fails_the_job(
     try:
         deadline = time.monotonic() + 20
         taken = []
-        while not taken and time.monotonic() < deadline:
+        while not taken and time.monotonic() < deadline:  # bounded: either worker may take the one tile
             taken = [worker for worker in (first, second) if worker.matching(r"tile 0: working")]
             time.sleep(0.01)
         assert taken, "no worker took the tile"
-        taken[0].kill()
+        kill_mid_tile(taken[0], invoker.store, job, tries=1)
         failed = wait_status(invoker.store, job.id, {"done", "failed"}, timeout=20)
         assert failed.status == "failed"
         assert "the worker stopped" in failed.error["message"]
