@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import pytest
 
 from fractally.warmup import WARM_SPECS, freeze_loaded_objects, warm
 from functions.api import server
@@ -42,38 +45,63 @@ def test_warming_up_stops_when_told():
     assert len(asked) == 2  # the second answer was no: nothing more was asked or loaded
 
 
-def test_the_servers_loader_waits_while_a_job_runs(held_job, unfrozen_gc):
+@dataclass
+class LoaderWaits:
+    """Each ``wait_until_idle`` call of the loader, seen by a spy around the invoker's real method: the
+    timeout it was given, what it answered and whether the held job was still running when it did."""
+
+    entered: threading.Event = field(default_factory=threading.Event)
+    calls: list[tuple[float, bool, bool]] = field(default_factory=list)
+
+
+@pytest.fixture
+def loader_waits(held_job: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> LoaderWaits:
+    waits = LoaderWaits()
+    invoker, real = held_job.invoker, held_job.invoker.wait_until_idle
+
+    def spy(timeout: float, quiet: float = 0.0) -> bool:
+        waits.entered.set()
+        idle = real(timeout, quiet)
+        waits.calls.append((timeout, idle, invoker.is_active(held_job.job.id)))
+        return idle
+
+    monkeypatch.setattr(invoker, "wait_until_idle", spy)
+    return waits
+
+
+def test_the_servers_loader_waits_while_a_job_runs(held_job, loader_waits, unfrozen_gc):
+    """The loader asks to wait while the job is held, and is let go only once the job has ended."""
     thread = threading.Thread(target=_warm_kernels, args=(held_job.invoker,))
     thread.start()
-    thread.join(0.5)
-    assert thread.is_alive()  # waiting for the job (its kernels are loaded here: alone it takes milliseconds)
+    assert loader_waits.entered.wait(60)
     held_job.gate.set()
     thread.join(120)
     assert not thread.is_alive()
+    assert loader_waits.calls and all(idle and not running for _, idle, running in loader_waits.calls)
 
 
-def test_the_servers_loader_freezes_what_is_loaded_before_it_waits(held_job, unfrozen_gc):
+def test_the_servers_loader_freezes_what_is_loaded_before_it_waits(held_job, loader_waits, unfrozen_gc):
     """Objects a job loaded meanwhile, or the loader before the job came, stay out of the full collections
     while the loader waits (each walked numba's objects for 40-65 ms holding the GIL)."""
     gc.unfreeze()
     thread = threading.Thread(target=_warm_kernels, args=(held_job.invoker,))
     thread.start()
-    thread.join(0.5)
     try:
-        assert thread.is_alive()
+        assert loader_waits.entered.wait(60)  # the loader's first wait, the job still held
         assert gc.get_freeze_count() > 10_000
     finally:
         held_job.gate.set()
         thread.join(120)
 
 
-def test_the_servers_loader_gives_up_after_its_patience_in_all(held_job, unfrozen_gc, monkeypatch):
+def test_the_servers_loader_gives_up_after_its_patience_in_all(held_job, loader_waits, unfrozen_gc, monkeypatch):
     """On a server that is never idle the loader stops early on, with what is loaded frozen: the patience
-    is one budget for all its steps, not a wait per step (seven here)."""
+    is one budget for all its steps (seven here), not a wait per step: its one wait is given at most the
+    patience, and once that wait ends with the job still running, no further step is waited for."""
     monkeypatch.setattr(server, "LOADER_PATIENCE", 1.0)
     gc.unfreeze()
-    started = time.monotonic()
     _warm_kernels(held_job.invoker)  # the job never ends while it runs
-    assert time.monotonic() - started < 5.0  # a wait of 1 s per step would take 7 s
+    assert [(idle, running) for _, idle, running in loader_waits.calls] == [(False, True)]
+    assert loader_waits.calls[0][0] <= 1.0
     assert held_job.invoker.is_active(held_job.job.id)
     assert gc.get_freeze_count() > 10_000
