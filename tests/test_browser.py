@@ -225,7 +225,7 @@ def test_render_full_size_runs_a_job_to_100_percent_and_shows_its_image(browser_
     size = page.evaluate("() => [document.getElementById('job-thumb').naturalWidth,"
                          " document.getElementById('job-thumb').naturalHeight]")
     assert size == [1280, 720]
-    href = page.get_attribute("#job-result", "href")
+    href = page.evaluate("() => document.getElementById('job-result').href")  # resolved: the page's are relative
     job = requests.get(href.removesuffix("/result"), timeout=10).json()
     assert job["spec"]["c"] == [-0.8, 0.156] and job["spec"]["center"] == [0.0, 0.0]  # the Julia pane's view
     assert job["spec"]["max_iter"] == xyz.default_max_iter(2)  # the tiles' level at zoom 1.5

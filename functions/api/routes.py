@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from html import escape
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
@@ -62,8 +63,16 @@ def _absolute(path: str) -> str:
     return base.rstrip("/") + path
 
 
+def _base_path() -> str:
+    """The path this api is served under, '' at the root: the path of ``public_url`` (a gateway's
+    ``/function/api``). The request cannot tell: the OpenFaaS gateway strips the prefix and sends no
+    X-Forwarded-Prefix, and trusting that header from any client would let it steer our links."""
+    return urlsplit(state().settings.public_url or "").path.rstrip("/")
+
+
 def _links(job_id: str) -> dict[str, str]:
-    return {"self": f"/v1/renders/{job_id}", "result": f"/v1/renders/{job_id}/result"}
+    base = _base_path()
+    return {"self": f"{base}/v1/renders/{job_id}", "result": f"{base}/v1/renders/{job_id}/result"}
 
 
 def _result_url(job: jobs.Job) -> str:
@@ -199,20 +208,34 @@ def openapi_document() -> Response:
                                     MAX_QUERY_BYTES))
 
 
+def _page(name: str) -> Response:
+    """A static page. Its URLs are all relative; under a path prefix (``public_url``'s) it also gets a
+    ``<base>`` naming that prefix, so they resolve there even when the page was opened without the
+    trailing slash (``/function/api`` instead of ``/function/api/``: the api sees ``/`` for both)."""
+    base = _base_path()
+    if not base:
+        return current_app.send_static_file(name)
+    html = (Path(current_app.static_folder) / name).read_text(encoding="utf-8")
+    html = html.replace("<head>", f'<head>\n  <base href="{escape(base)}/">', 1)
+    response = Response(html, mimetype="text/html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
 @bp.get("/")
 def index() -> Response:
     """The web explorer (Mandelbrot → Julia over XYZ tiles): a static page that uses the API like any client."""
-    return current_app.send_static_file("explorer.html")
+    return _page("explorer.html")
 
 
 @bp.get("/render")
 def render_form() -> Response:
     """The render form (spec fields, live preview, a job's progress): the page that was at ``/``."""
-    return current_app.send_static_file("index.html")
+    return _page("index.html")
 
 
 _CSP = ("default-src 'self'; img-src 'self' data: blob: http: https:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        "connect-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 
 
 @bp.after_app_request

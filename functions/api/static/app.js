@@ -87,7 +87,7 @@
     clearErrors();
     const spec = readSpec();
     try {
-      const response = await fetch(`/v1/render.png?${previewQuery(spec)}`, { signal: previewAbort.signal });
+      const response = await fetch(`v1/render.png?${previewQuery(spec)}`, { signal: previewAbort.signal });
       if (!response.ok) {
         showError(await errorOf(response));
         return;
@@ -133,12 +133,13 @@
     $("progress").max = total;
     $("progress").value = done;
     $("job-link").textContent = body.id;
-    $("job-link").href = body.links.self;
+    $("job-link").href = `v1/renders/${body.id}`;  // relative: the page may sit under a path prefix
   }
 
   function showResult(body) {
     const figure = $("result");
-    const { url, format } = body.result;
+    const { format } = body.result;
+    const url = `v1/renders/${body.id}/result`;  // the api's result route, relative (see showStatus)
     $("result-link").href = url;
     if (format === "png") {
       $("result-img").hidden = false;
@@ -195,7 +196,7 @@
     const token = $("token").value.trim();
     if (token) headers.Authorization = `Bearer ${token}`;
     try {
-      const response = await fetch("/v1/renders", { method: "POST", headers, body: JSON.stringify(readSpec()) });
+      const response = await fetch("v1/renders", { method: "POST", headers, body: JSON.stringify(readSpec()) });
       if (!response.ok) {
         showError(await errorOf(response));
         return finish();
@@ -206,7 +207,7 @@
         showResult(body);
         return finish();
       }
-      setTimeout(() => poll(body.links.self, generation), POLL_MS);
+      setTimeout(() => poll(`v1/renders/${body.id}`, generation), POLL_MS);
     } catch (_) {
       $("general-error").textContent = "the server could not be reached";
       finish();
@@ -217,7 +218,7 @@
 
   async function loadLimits() {
     try {
-      const doc = await (await fetch("/openapi.json")).json();
+      const doc = await (await fetch("openapi.json")).json();
       const props = doc.components.schemas.RenderSpec.properties;
       const select = $("colormap");
       const current = select.value;

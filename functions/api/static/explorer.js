@@ -121,7 +121,7 @@
     }
 
     url(z, x, y) {
-      return `/v1/tiles/${this.fractal}/${z}/${x}/${y}.png${this.query ? "?" + this.query : ""}`;
+      return `v1/tiles/${this.fractal}/${z}/${x}/${y}.png${this.query ? "?" + this.query : ""}`;
     }
 
     schedule() {
@@ -553,8 +553,11 @@
 
   function showResult(body) {
     const link = $("job-result");
-    link.href = body.result.url;
-    $("job-thumb").src = body.result.url;
+    // The api's own result route (a redirect to the store's URL, or the bytes): relative like every URL
+    // here, so the page works under a gateway's path prefix whatever the api thinks its address is.
+    const url = `v1/renders/${body.id}/result`;
+    link.href = url;
+    $("job-thumb").src = url;
     $("job-result-text").textContent = `Open the ${body.spec.width} × ${body.spec.height} image`;
     link.hidden = false;
   }
@@ -593,7 +596,7 @@
     $("job-result").hidden = true;
     $("job").hidden = true;
     try {
-      const response = await fetch("/v1/renders", {
+      const response = await fetch("v1/renders", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(fullSpec(width, height)),
@@ -606,7 +609,7 @@
         $("render-full").disabled = false;
         return;
       }
-      follow(body.links.self, generation);
+      follow(`v1/renders/${body.id}`, generation);
     } catch (err) {
       $("job-error").textContent = err.message || "the server could not be reached";
       $("render-full").disabled = false;
