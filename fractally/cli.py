@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="consume tile tasks from NATS JetStream (FRACTALLY_INVOKER=queue)")
     worker.add_argument("--concurrency", type=int, default=0, help="tasks at once (default: FRACTALLY_WORKERS)")
-    worker.add_argument("--health-port", type=int, default=0, help="serve GET /healthz, /readyz, /_/health and /_/ready on this port (default: off)")
+    worker.add_argument("--health-port", type=int, default=0,
+                        help="serve GET /healthz, /readyz, /_/health and /_/ready on this port (default: off)")
     worker.add_argument("--health-host", default="0.0.0.0", help="address for --health-port (default: 0.0.0.0)")
     worker.set_defaults(func=cmd_worker)
 
