@@ -466,8 +466,9 @@ def main() -> None:
     print(f"useful share of lane-steps on this view: vectors of 4 refilled as they finish (ours, C refill) "
           f"{share4:.2f}; 16 in lockstep (C lockstep) {lockstep_efficiency(ours_counts, 16):.2f}")
     if peak is not None:
-        one_core = {"fractally kernel (float64)": rows[1]["rate"], lockstep_name: rows[3]["rate"],
-                    refill_name: rows[4]["rate"]}
+        one_core = {name: work_small / statistics.median(cpu1[key])  # CPU time: the shared machine's load left out
+                    for name, key in (("fractally kernel (float64)", "ours"), (lockstep_name, "c1"),
+                                      (refill_name, "r1"))}
         report_peak(peak, one_core, share4, lockstep_efficiency(ours_counts, 16), lockstep_name)
     if args.plot:
         target = f"AVX2 code ({AVX2_TARGET})" if args.target == "avx2" else "native code"
@@ -520,12 +521,13 @@ def numba_hot_loop(workdir: Path) -> dict[str, int]:
 
 
 def best_rate(fn, args, work: float, repeat: int = 5) -> float:
-    """The highest rate (work a second) of ``repeat`` calls: a probe's limit, the neighbours' load left out."""
+    """The highest rate (work a CPU second of this thread) of ``repeat`` calls: a probe's limit, with
+    the time a neighbour's process had the core left out (``time.thread_time``; no SMT on this VM)."""
     best = float("inf")
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         fn(*args)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.thread_time() - t0)
     return work / best
 
 
@@ -537,7 +539,7 @@ def measure_peak(workdir: Path, march: str) -> dict:
     sink, dsink = i64(), d()
     n = 100_000_000
     clocks = [best_rate(lib.clock_probe, (n, ctypes.byref(sink)), 8 * n, 1) for _ in range(7)]
-    hz = statistics.median(clocks)
+    hz = statistics.median(clocks)  # CPU time: a neighbour's load does not lower it, only the clock itself
     pipes = {}
     for name in ("add", "mul", "cmp", "blend", "add_mul", "add_cmp", "mul_cmp", "add_blend", "mul_blend"):
         fn = getattr(lib, f"pipes_{name}")
@@ -567,8 +569,8 @@ def cycles_per_step(ops: dict[str, int], vectors: int = 1) -> float:
 
 def report_peak(peak: dict, one_core: dict[str, float], share4: float, share16: float, lockstep_name: str) -> None:
     hz = peak["hz"]
-    print(f"\nFP issue limit of this core (bench/c_peak.c; best of 5 runs of each probe):")
-    print(f"  clock: {hz / 1e9:.2f} GHz (8 dependent integer adds an iteration, 1 cycle each; "
+    print("\nFP issue limit of this core (bench/c_peak.c; each probe's best of 5 runs, in thread CPU time):")
+    print(f"  clock: {hz / 1e9:.2f} GHz (8 dependent integer adds an iteration, 1 cycle each, over thread CPU time; "
           f"7 runs {min(peak['clocks']) / 1e9:.2f}-{max(peak['clocks']) / 1e9:.2f})")
     print("  256-bit instructions a cycle, alone and in pairs: "
           + ", ".join(f"{k.replace('_', '+')} {v:.2f}" for k, v in peak["pipes"].items()))
@@ -597,8 +599,8 @@ def report_peak(peak: dict, one_core: dict[str, float], share4: float, share16: 
               + ", ".join(f"{k} {v}" for k, v in sorted(hot.items(), key=lambda kv: -kv[1]))
               + f" -> mul pipes {pipes['mul']}, add pipes {pipes['add']}: {own:.1f} cycles a vector step, at most "
               f"{4 / own * hz / 1e9:.2f} G lane-steps/s ({4 / own * hz / limit:.0%} of the limit)")
-    print(f"  one core, useful pixel-iterations/s as a share of the FP issue limit ({limit / 1e9:.2f} G); "
-          f"lane-steps/s (useful / share of useful lane-steps) likewise:")
+    print(f"  one core (rates from each run's thread CPU time, median), useful pixel-iterations/s as a share of the "
+          f"FP issue limit ({limit / 1e9:.2f} G); lane-steps/s (useful / share of useful lane-steps) likewise:")
     for name, rate in one_core.items():
         share = share16 if name == lockstep_name else share4
         print(f"    {name:<40} {rate / 1e9:6.3f} G useful = {rate / limit:5.1%};  "
