@@ -17,6 +17,7 @@ takes no lease.
 from __future__ import annotations
 
 import abc
+import itertools
 import logging
 import os
 import random
@@ -400,6 +401,8 @@ class HttpInvoker(Invoker):
     Bounded concurrency (``http_concurrency`` calls in flight), a timeout per
     call, and retries with exponential backoff and jitter for connection errors,
     timeouts, 429 and 5xx. A 4xx other than 429 is the caller's fault: no retry.
+    A function URL setting may list several URLs, comma-separated (replicas with no load balancer in
+    front, as in compose.yaml): calls take them in turn, and a retry goes to the next one.
     """
 
     RETRY_STATUSES = {429, 500, 502, 503, 504}
@@ -413,6 +416,9 @@ class HttpInvoker(Invoker):
         self.settings = settings
         self._requests = requests
         self._local = threading.local()
+        self._render_tile_urls = _url_list(settings.render_tile_url)
+        self._assemble_urls = _url_list(settings.assemble_url)
+        self._turns = itertools.count()  # next() is atomic under the GIL
         self.pool = ThreadPoolExecutor(settings.http_concurrency, thread_name_prefix="http-invoke")
 
     def _session(self):
@@ -420,13 +426,16 @@ class HttpInvoker(Invoker):
             self._local.session = self._requests.Session()
         return self._local.session
 
-    def call(self, url: str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
-        """One function call with retries (each attempt waits up to ``timeout``, default ``http_timeout``);
-        raises RuntimeError with a user-safe message at the end."""
+    def call(self, urls: list[str] | str, payload: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        """One function call with retries (each attempt waits up to ``timeout``, default ``http_timeout``),
+        over ``urls`` in turn; raises RuntimeError with a user-safe message at the end."""
+        urls = [urls] if isinstance(urls, str) else urls
+        turn = next(self._turns)
         last = "no attempt"
         for attempt in range(self.settings.http_retries + 1):
             if attempt:
                 time.sleep(min(10.0, 0.25 * 2 ** attempt) * (0.5 + random.random()))
+            url = urls[(turn + attempt) % len(urls)]
             try:
                 resp = self._session().post(url, json=payload, timeout=timeout or self.settings.http_timeout)
             except self._requests.RequestException as err:
@@ -440,16 +449,21 @@ class HttpInvoker(Invoker):
         raise RuntimeError(f"the function did not answer successfully ({last})")
 
     def _send_tile(self, job: jobs.Job, index: int) -> None:
-        future = self.pool.submit(self.call, self.settings.render_tile_url, job.tile_task(index))
+        future = self.pool.submit(self.call, self._render_tile_urls, job.tile_task(index))
         future.add_done_callback(lambda f: self._tile_done(job, index, _error_of(f)))
 
     def _send_assemble(self, job_id: str) -> None:
-        future = self.pool.submit(self.call, self.settings.assemble_url, {"job": job_id},
+        future = self.pool.submit(self.call, self._assemble_urls, {"job": job_id},
                                   self.settings.assemble_timeout)  # assembly may take longer than a tile
         future.add_done_callback(lambda f: self._finish(job_id, _error_of(f)))
 
     def _stop_calls(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _url_list(setting: str) -> list[str]:
+    """A function URL setting: one URL, or several separated by commas."""
+    return [url.strip() for url in setting.split(",") if url.strip()]
 
 
 def raise_thread_nice(value: int) -> None:
