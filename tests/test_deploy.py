@@ -13,11 +13,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +25,7 @@ from fractally import config
 from fractally.config import Settings
 from fractally.deploy import (KNATIVE_API, SECRET_NAME, ManifestError, apply_order, deploy, generated_secrets,
                               is_knative_service, render, service_state, status)
-from tests.conftest_queue import free_port, stop, wait_for_port
+from tests import dockerfile
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "k8s"
@@ -71,44 +67,6 @@ def container(ksvc: dict[str, Any]) -> dict[str, Any]:
     containers = ksvc["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1, "a Knative Service has one serving container"
     return containers[0]
-
-
-def dockerfile_commands(folder: str) -> list[Any]:
-    parser = pytest.importorskip("dockerfile")
-    return list(parser.parse_file(str(ROOT / "functions" / folder / "Dockerfile")))
-
-
-def final_stage(commands: list[Any]) -> list[Any]:
-    start = max(i for i, c in enumerate(commands) if c.cmd == "FROM")
-    return commands[start:]
-
-
-def dockerfile_env(commands: list[Any]) -> dict[str, str]:
-    """ENV of the final image (its own ENV lines and those of the stages it is built FROM)."""
-    stages: dict[str, list[Any]] = {}
-    current: list[Any] = []
-    for c in commands:
-        if c.cmd == "FROM":
-            current = []
-            name = c.value[2].lower() if len(c.value) > 2 else str(len(stages))
-            stages[name] = current
-            base = c.value[0].lower()
-            current.extend(stages.get(base, []))
-        elif c.cmd == "ENV":
-            current.append(c)
-    args = dict(c.value[0].split("=", 1) for c in commands if c.cmd == "ARG" and "=" in c.value[0])
-    env: dict[str, str] = {}
-    for c in current:
-        for key, value in zip(c.value[::2], c.value[1::2]):
-            value = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), value)
-            env[key] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
-    return env
-
-
-def cmd_of(folder: str) -> list[str]:
-    (cmd,) = [c for c in final_stage(dockerfile_commands(folder)) if c.cmd == "CMD"]
-    assert cmd.json, "CMD must be exec form (JSON), so signals reach gunicorn"
-    return list(cmd.value)
 
 
 # -- manifests ------------------------------------------------------------------------------
@@ -353,10 +311,9 @@ def test_apps_serve_the_probe_path_and_the_manifests_use_their_port(folder: str,
     assert app.test_client().get(HEALTH_PATH).status_code == 200
     if "fractally" in app.extensions:  # the api's service owns thread pools
         app.extensions["fractally"].service.close()
-    commands = final_stage(dockerfile_commands(folder))
-    (expose,) = [c for c in commands if c.cmd == "EXPOSE"]
-    port = int(dockerfile_env(dockerfile_commands(folder))["PORT"])
-    assert int(expose.value[0]) == port
+    target = FUNCTIONS[folder]
+    port = int(dockerfile.env(target)["PORT"])
+    assert int(dockerfile.last(target, "EXPOSE").value[0]) == port
     assert container(knative_services()[FUNCTIONS[folder]])["ports"][0]["containerPort"] == port
     assert port == 8080  # OpenFaaS requires 8080
 
@@ -388,90 +345,6 @@ def test_worker_deployment_probes_the_health_endpoint_the_worker_serves() -> Non
     finally:
         server.shutdown()
         server.server_close()
-
-
-# -- Dockerfiles ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
-def test_dockerfile_builds_a_pinned_tested_non_root_image_of_one_function(folder: str) -> None:
-    """Pinned base, only this function's folder in the image, a test stage the image depends on,
-    a numeric non-root USER, a HEALTHCHECK on the health path."""
-    commands = dockerfile_commands(folder)
-    args = dict(c.value[0].split("=", 1) for c in commands if c.cmd == "ARG" and "=" in c.value[0])
-    bases = [c.value[0] for c in commands if c.cmd == "FROM"]
-    assert any(b.startswith("python:${PYTHON_VERSION}-slim") for b in bases)
-    assert re.fullmatch(r"\d+\.\d+\.\d+", args["PYTHON_VERSION"])
-    copied = [c.value[0] for c in commands if c.cmd == "COPY" and not c.flags]
-    function_dirs = {p for p in copied if p.startswith("functions/") and p.rstrip("/") != "functions/__init__.py"}
-    assert f"functions/{folder}/" in function_dirs
-    stage_names = [c.value[2].lower() for c in commands if c.cmd == "FROM" and len(c.value) > 2]
-    assert "test" in stage_names
-    final = final_stage(commands)
-    assert any(c.cmd == "COPY" and "--from=test" in c.flags for c in final)
-    (user,) = [c for c in final if c.cmd == "USER"]
-    uid = user.value[0].split(":")[0]
-    assert uid.isdigit() and int(uid) != 0
-    (health,) = [c for c in final if c.cmd == "HEALTHCHECK"]
-    assert HEALTH_PATH in " ".join(health.value)
-    build = commands[:[i for i, c in enumerate(commands) if c.cmd == "FROM"][2]]  # base and build stages
-    build_dirs = {c.value[0] for c in build if c.cmd == "COPY" and c.value[0].startswith("functions/")}
-    assert build_dirs == {"functions/__init__.py", f"functions/{folder}/"}, "the image holds one function"
-
-
-@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
-def test_dockerfile_cmd_binds_the_port_knative_sets(folder: str) -> None:
-    """gunicorn binds 0.0.0.0:$PORT when PORT is set and the CMD names no other address
-    (gunicorn reads PORT when it is imported, hence a fresh interpreter)."""
-    argv = cmd_of(folder)
-    assert Path(argv[0]).name == "gunicorn"
-    assert not any(a.startswith(("-b", "--bind")) for a in argv)
-    probe = ("import sys; from gunicorn.app.wsgiapp import WSGIApplication; sys.argv = sys.argv[1:]; "
-             "print(WSGIApplication('%(prog)s [OPTIONS] [APP_MODULE]').cfg.bind)")
-    env = {k: v for k, v in os.environ.items() if k != "GUNICORN_CMD_ARGS"}
-    out = subprocess.run([sys.executable, "-c", probe, *argv], env={**env, "PORT": "5123"}, cwd=ROOT,
-                         check=True, capture_output=True, text=True)
-    assert out.stdout.strip() == "['0.0.0.0:5123']"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("folder", sorted(FUNCTIONS))
-def test_dockerfile_cmd_run_as_a_process_answers_its_health_path(folder: str, tmp_path: Path) -> None:
-    """The image's exact command, from the repository root with a temporary store, serves /healthz
-    on $PORT, and the image's HEALTHCHECK command succeeds against it."""
-    argv = cmd_of(folder)
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(config.PREFIX)}
-    env.update(PORT=str(port), FRACTALLY_STORE_URL=str(tmp_path / "store"),
-               GUNICORN_CMD_ARGS=f"--bind=127.0.0.1:{port}",  # tests listen on loopback only
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_for_port(port, proc, timeout=30)
-        response = requests.get(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=10)
-        assert response.status_code == 200
-        (health,) = [c for c in final_stage(dockerfile_commands(folder)) if c.cmd == "HEALTHCHECK"]
-        check = [sys.executable if a == "python" else a for a in health.value[health.value.index("CMD") + 1:]]
-        assert subprocess.run(check, env=env, timeout=10).returncode == 0
-    finally:
-        stop(proc)
-
-
-def test_copied_numba_cache_loads_without_compiling(tmp_path: Path) -> None:
-    """The images' start-up copy of the baked cache (numba needs it writable) must be complete:
-    with the image's CPU target, a fresh process loads every kernel and compiles none."""
-    numba_env = {k: v for k, v in dockerfile_env(dockerfile_commands("render_tile")).items()
-                 if k.startswith("NUMBA_CPU")}
-    assert numba_env.get("NUMBA_CPU_NAME")
-    env = {**os.environ, **numba_env}
-    baked, copied = tmp_path / "baked", tmp_path / "copied"
-    warm = [sys.executable, "-m", "fractally.warmup"]
-    subprocess.run(warm, env={**env, "NUMBA_CACHE_DIR": str(baked)}, check=True, capture_output=True)
-    shutil.copytree(baked, copied)
-    out = subprocess.run(warm, env={**env, "NUMBA_CACHE_DIR": str(copied)}, check=True, capture_output=True,
-                         text=True)
-    report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert report["compiled"] == 0 and report["loaded"] >= 1
 
 
 # -- fractally deploy / status --------------------------------------------------------------
