@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def reference_escape(spec) -> tuple[np.ndarray, np.ndarray]:
-    """Escape-time counts and smooth values (float64) of the whole image, one numpy operation per step."""
+def _iterate(spec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of the whole image, one numpy operation per step, and each pixel's final z (re, im)."""
     w, h = spec.width, spec.height
     j = np.arange(w, dtype=np.float64)
     i = np.arange(h, dtype=np.float64)
@@ -41,7 +41,13 @@ def reference_escape(spec) -> tuple[np.ndarray, np.ndarray]:
         x = np.where(active, nx, x)
         y = np.where(active, ny, y)
         n += active
-    with np.errstate(divide="ignore", invalid="ignore"):  # inside points: no escaped z
+    return n, x, y
+
+
+def reference_escape(spec) -> tuple[np.ndarray, np.ndarray]:
+    """Escape-time counts and smooth values (float64, ``max_iter`` inside) of the whole image."""
+    n, x, y = _iterate(spec)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # inside points: no escaped z
         log_z = 0.5 * np.log(x * x + y * y)
         smooth = n + 1.0 - np.log2(log_z / np.log(spec.escape_radius))
     return n, np.where(n >= spec.max_iter, float(spec.max_iter), smooth)
@@ -49,7 +55,7 @@ def reference_escape(spec) -> tuple[np.ndarray, np.ndarray]:
 
 def reference_counts(spec) -> np.ndarray:
     """Escape-time counts of the whole image."""
-    return reference_escape(spec)[0]
+    return _iterate(spec)[0]
 
 
 # --- colour ------------------------------------------------------------------------------------
