@@ -136,23 +136,28 @@ class Peer:
         """The results, each as soon as its task ends (any order)."""
         raise NotImplementedError
 
-    def run(self, spec: dict, pipeline: str = "handover", batching: str = "tile") -> float:
+    def run(self, spec: dict, pipeline: str = "handover", batching: str = "tile", store_dir: str | None = None
+            ) -> float:
+        """One job: ``store_dir`` is the variant's own store (variants of a peer run the same picture in a
+        round, so a shared store would hand the later ones the first one's tiles and result)."""
+        store_dir = store_dir or self.store_dir
+        store = _store(store_dir)
         t0 = time.perf_counter()
-        job, _ = jobs.create(self.store, parse_spec(spec))
+        job, _ = jobs.create(store, parse_spec(spec))
         base = {k: v for k, v in job.tile_task(0).items() if k != "tile"}
         indices = list(range(job.tiles_total))
         handover = pipeline == "handover"
         if batching == "tile":
-            handle = self.submit(tile_work, [(self.store_dir, {**base, "tile": i}, handover) for i in indices])
+            handle = self.submit(tile_work, [(store_dir, {**base, "tile": i}, handover) for i in indices])
             one = True
         else:
             n = min(self.calls, len(indices))
-            handle = self.submit(tile_batch, [(self.store_dir, base, indices[i::n], handover) for i in range(n)])
+            handle = self.submit(tile_batch, [(store_dir, base, indices[i::n], handover) for i in range(n)])
             one = False
         results: list[Any] = []
         if handover:  # our invoker's pipeline: assemble from the start, tiles handed over as they come
             feed = _Pipeline(indices, InProcessInvoker.HANDOFF_BYTES)
-            assembler = threading.Thread(target=lambda: results.append(tasks.assemble(job.id, self.store,
+            assembler = threading.Thread(target=lambda: results.append(tasks.assemble(job.id, store,
                                                                                       ready=feed.wait)))
             assembler.start()
             done = 0
@@ -168,10 +173,10 @@ class Peer:
                 assembler.join()
         else:
             done = sum(1 if one else len(r) for r in self.completed(handle))
-            results.append(tasks.assemble(job.id, self.store))
+            results.append(tasks.assemble(job.id, store))
         if done != job.tiles_total:
             raise RuntimeError(f"{self.name}: {done} of {job.tiles_total} tiles")
-        if results[0]["status"] != "done":
+        if results[0]["status"] != "done" or results[0].get("written") is False:  # not done, or done before
             raise RuntimeError(f"{self.name}: assemble answered {results[0]}")
         return time.perf_counter() - t0
 
@@ -280,9 +285,10 @@ class Variant:
     def __init__(self, peer: Peer, pipeline: str, batching: str) -> None:
         self.peer, self.pipeline, self.batching = peer, pipeline, batching
         self.name = f"{peer.name} {batching} {pipeline}"
+        self.store_dir = f"{peer.store_dir}-{batching}-{pipeline}"
 
     def run(self, spec: dict) -> float:
-        return self.peer.run(spec, self.pipeline, self.batching)
+        return self.peer.run(spec, self.pipeline, self.batching, self.store_dir)
 
 
 class Ours:
