@@ -3,8 +3,8 @@ its objects across a restart as MinIO does.
 
     s3-server server /data --address 127.0.0.1:9000
 
-moto keeps objects in memory only. With its request recorder on, every request is appended to
-``/data/moto-recording.jsonl``; a restarted container replays that file into a private server on
+moto keeps objects in memory only. With its request recorder on, every request that changes
+something (not GET or HEAD) is appended to ``/data/moto-recording.jsonl``; a restarted container replays that file into a private server on
 a free loopback port *before* it opens its public one (moto's state is per process, shared by
 every server in it), so no client ever sees the store empty. Test data only: the file grows with
 every request and holds every object's bytes.
@@ -13,10 +13,25 @@ every request and holds every object's bytes.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+
+
+def _drop_torn_lines(recording: Path) -> None:
+    lines = recording.read_text().splitlines()
+    whole = []
+    for line in lines:
+        try:
+            json.loads(line)
+            whole.append(line)
+        except ValueError:
+            pass
+    if len(whole) != len(lines):
+        recording.write_text("".join(line + "\n" for line in whole))
 
 
 def main(argv: list[str]) -> int:
@@ -35,7 +50,18 @@ def main(argv: list[str]) -> int:
     from moto.moto_api import recorder
     from moto.server import ThreadedMotoServer
 
+    record = recorder._record_request  # reads are not replayed: only what changed the store
+    one_at_a_time = threading.Lock()  # moto appends a line per request from each server thread
+
+    def record_changes(request, body=None):  # type: ignore[no-untyped-def]
+        if request.method not in ("GET", "HEAD"):
+            with one_at_a_time:
+                record(request, body)
+
+    recorder._record_request = record_changes
+
     if recording.exists() and recording.stat().st_size:
+        _drop_torn_lines(recording)  # a line being written when the container was killed
         private = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
         private.start()
         replay_host, replay_port = private.get_host_and_port()

@@ -36,6 +36,17 @@ def test_a_job_posted_to_the_api_container_ends_with_the_png_fractally_render_ma
     assert http_project.result_bytes(done) == rendered(spec)
 
 
+def test_restarting_the_s3_container_mid_job_ends_in_the_identical_image(
+        http_project: ComposeProject, rendered) -> None:
+    """Calls that meet the store away are retried; the store keeps its objects across the restart."""
+    spec = _busy_spec(-0.77)
+    job_id = http_project.submit(spec)
+    http_project.wait_tiles(job_id, 5)
+    http_project.docker("restart", "--time", "1", http_project.container("s3"))
+    done = http_project.wait_done(job_id)
+    assert http_project.result_bytes(done) == rendered(spec)
+
+
 def test_killing_a_render_tile_container_mid_job_ends_in_the_identical_image(
         http_project: ComposeProject, rendered) -> None:
     """The api's calls to the killed replica fail and are retried on the other one."""
@@ -64,17 +75,6 @@ def test_killing_and_restarting_the_api_container_mid_job_ends_in_the_identical_
     assert http_project.result_bytes(done) == rendered(spec)
     assert before < done["progress"]["tiles_total"]
     assert time.monotonic() - killed < LEASE_TIMEOUT + 60
-
-
-def test_restarting_the_s3_container_mid_job_ends_in_the_identical_image(
-        http_project: ComposeProject, rendered) -> None:
-    """Calls that meet the store away are retried; the store keeps its objects across the restart."""
-    spec = _busy_spec(-0.77)
-    job_id = http_project.submit(spec)
-    http_project.wait_tiles(job_id, 5)
-    http_project.docker("restart", "--time", "1", http_project.container("s3"))
-    done = http_project.wait_done(job_id)
-    assert http_project.result_bytes(done) == rendered(spec)
 
 
 def test_a_job_through_the_queue_ends_with_the_png_fractally_render_makes(
