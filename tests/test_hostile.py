@@ -258,6 +258,8 @@ CASES = [
     Case("healthz-wrong-method", "api", "/healthz", http("POST", "/healthz", "{}"), 405),
     Case("healthz-query-over-request-line", "api", "", get("/healthz?" + LONG), 414, GUNICORN),
     Case("readyz-wrong-method", "api", "/readyz", http("DELETE", "/readyz"), 405),
+    Case("openfaas-health-wrong-method", "api", "/_/health", http("PUT", "/_/health", "{}"), 405),
+    Case("openfaas-ready-wrong-method", "api", "/_/ready", http("POST", "/_/ready", "{}"), 405),
     Case("openapi-wrong-method", "api", "/openapi.json", http("PUT", "/openapi.json", "{}"), 405),
     Case("explorer-wrong-method", "api", "/", http("POST", "/", "{}"), 405),
     Case("render-page-wrong-method", "api", "/render", http("PATCH", "/render", "{}"), 405),
