@@ -133,7 +133,8 @@ class Peer:
         raise NotImplementedError
 
     def completed(self, handle: Any) -> Iterator[Any]:
-        """The results, each as soon as its task ends (any order)."""
+        """The results, each as soon as its task ends (any order). Empties ``handle`` (a list), so that
+        a result the driver has taken is no longer referenced and the framework can free it."""
         raise NotImplementedError
 
     def run(self, spec: dict, pipeline: str = "handover", batching: str = "tile", store_dir: str | None = None
@@ -200,7 +201,9 @@ class Dask(Peer):
         return self.client.map(fn, *zip(*arglists), pure=False)
 
     def completed(self, handle: Any) -> Iterator[Any]:
-        for future in self.as_completed(handle):
+        pending = self.as_completed(handle)
+        handle.clear()
+        for future in pending:
             yield future.result()
 
     def close(self) -> None:
@@ -237,6 +240,7 @@ class Lithops(Peer):
 
     def completed(self, handle: Any) -> Iterator[Any]:
         pending = list(handle)
+        handle.clear()
         while pending:
             done, pending = self.executor.wait(pending, return_when=self.any_completed,
                                                show_progressbar=False)
@@ -268,6 +272,7 @@ class Ray(Peer):
 
     def completed(self, handle: Any) -> Iterator[Any]:
         pending = list(handle)
+        handle.clear()
         while pending:
             ready, pending = self.ray.wait(pending, num_returns=1)
             if pending:  # and whatever else is done by now
