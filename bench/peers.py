@@ -50,6 +50,7 @@ that peer (all its variants) is left out of the remaining runs, so the script al
     .venv/bin/python bench/peers.py [--rounds 3] [--peers dask ray lithops] [--pipelines handover readback]
                                     [--batching tile dealt] [--calls N] [--json out.json]
                                     [--plot docs/peers.png] [--timeout 600] [--lithops-per-tile]
+    .venv/bin/python bench/peers.py --replot out.json --plot docs/peers.png   # redraw from a --json file
 
 The peers come from the ``bench`` extra: ``pip install -e '.[bench]'``.
 """
@@ -346,9 +347,9 @@ def timed_run(system: Any, spec: dict, timeout: float) -> float:
 def short(name: str) -> str:
     """A plot label: 'dask tile handover' -> 'dask\ntile, hand-over'."""
     if name == "fractally":
-        return "fractally\n(tile, hand-over)"
+        return "fractally\ntile\nhand-over"
     peer, batching, pipeline = name.split()
-    return f"{peer}\n{batching}, {'hand-over' if pipeline == 'handover' else 'read-back'}"
+    return f"{peer}\n{batching}\n{'hand-over' if pipeline == 'handover' else 'read-back'}"
 
 
 def plot(runs: dict[str, dict[str, list[float]]], timed_out: dict[str, dict[str, float]], path: str,
@@ -362,7 +363,8 @@ def plot(runs: dict[str, dict[str, list[float]]], timed_out: dict[str, dict[str,
         bar_panel(ax, [short(s) for s in systems], values, ours=lambda label: label.startswith("fractally"),
                   runs=[by.get(s, []) for s in systems], missing=missing,
                   title=f"{job}: {JOBS[job]['width']}x{JOBS[job]['height']}, tile {JOBS[job].get('tile_size', 256)}",
-                  ylabel="wall seconds, submit to result (lower is better)")
+                  ylabel="wall seconds, submit to result (log scale; lower is better)")
+        ax.set_yscale("log")
         ax.tick_params(axis="x", labelsize=6)
     rounds = max((len(v) for by in runs.values() for v in by.values()), default=0)
     save_plot(fig, path, f"Same tiles, same kernel, same assembly code; {WORKERS} workers; median of {rounds} rounds "
@@ -388,7 +390,13 @@ def main() -> None:
                     help=f"Lithops' localhost backend version (default {Lithops.version}; Lithops' own default is 2)")
     ap.add_argument("--json", help="write every run's time to this file")
     ap.add_argument("--plot", help="draw the medians (and every run) into this PNG")
+    ap.add_argument("--replot", metavar="JSON", help="only draw --plot from a --json file of an earlier run")
     args = ap.parse_args()
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        plot(saved["runs"], saved["timed_out"], args.plot, saved["calls"])
+        return
     Peer.calls, Lithops.version = max(1, args.calls), args.lithops_version
     kinds = {"dask": Dask, "lithops": Lithops, "ray": Ray}
     runs: dict[str, dict[str, list[float]]] = {job: {} for job in args.jobs}
