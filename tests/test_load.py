@@ -35,8 +35,17 @@ def test_short_load_run_has_no_errors(short_load):
 
 
 def test_short_load_run_sends_every_kind_of_request(short_load):
-    assert set(short_load["kinds"]) == {"sync", "submit", "poll"}
-    assert all(kind["count"] >= 5 for kind in short_load["kinds"].values())
+    kinds = short_load["kinds"]
+    assert {"sync", "submit", "poll", "submit new", "submit repeat"} <= set(kinds)
+    assert set(kinds) <= {"sync", "submit", "poll", "submit new", "submit repeat", "repeat, running", "repeat, done"}
+    assert all(kinds[kind]["count"] >= 5 for kind in ("sync", "submit", "poll", "submit new"))
+
+
+def test_short_load_run_reports_new_job_submits_apart_from_repeats(short_load):
+    """Most submits of a load run find their job already there: their latencies are not a new job's."""
+    kinds = short_load["kinds"]
+    assert kinds["submit new"]["count"] + kinds["submit repeat"]["count"] == kinds["submit"]["count"]
+    assert kinds["submit new"]["count"] == short_load["jobs"]["submitted_unique"]
 
 
 def test_every_job_of_the_short_load_run_finishes(short_load):

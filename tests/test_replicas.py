@@ -123,7 +123,7 @@ def test_a_job_whose_lease_expired_is_carried_on_by_a_poll_that_renders_only_its
     _wait(lambda: _done(b, job.id), what="the job's end")
     assert sorted(store.tile_puts) == sorted(jobs.tile_key(job.pixels_hash, i)
                                              for i in range(tile_count(spec)) if i not in (0, 2, 3))
-    assert _lease(store, job.id) is None  # released when the job left its hands
+    _wait(lambda: _lease(store, job.id) is None, what="the lease's release")  # once the job has left its hands
 
 
 def test_a_job_being_assembled_for_a_gone_replica_is_left_to_its_assembler(ready_job, local_store, replica_services):
