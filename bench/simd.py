@@ -62,7 +62,7 @@ ROOT = HERE.parent
 FRACTALLY = Path(sys.executable).with_name("fractally")
 
 #: The AVX2 level of x86-64 (Haswell and later, Zen 1 and later): what ``--target avx2`` compiles for,
-#: and what functions/*/Dockerfile pin numba to.
+#: and what the images (Dockerfile) pin numba to.
 AVX2_TARGET = "x86-64-v3"
 
 JULIA = {"c": [-0.8, 0.156], "center": [0, 0], "scale": 3.2, "max_iter": 1000, "format": "msgpack"}
@@ -227,7 +227,7 @@ def draw_plot(rows: list[dict], path: Path, title: str, subtitle: str, reference
     rows = [r for r in rows if "vs_c" in r]
     label_w, bar_w, row_h, left, top = 340, 560, 30, 20, 78
     sections = list(dict.fromkeys(r["section"] for r in rows))
-    height = top + len(rows) * row_h + len(sections) * 30 + 48
+    height = top + len(rows) * row_h + len(sections) * 30 + 64
     img = Image.new("RGB", (left + label_w + bar_w + 90, height), "white")
     d = ImageDraw.Draw(img)
     d.text((left, 12), title, fill="black", font=bold)
@@ -252,9 +252,11 @@ def draw_plot(rows: list[dict], path: Path, title: str, subtitle: str, reference
     one = x0 + round(scale)
     for yy in range(top, y, 6):  # the C reference, 1.0
         d.line([one, yy, one, yy + 3], fill=(210, 110, 40), width=2)
-    d.text((one + 4, top - 16), f"{reference} = 1", fill=(210, 110, 40), font=small)
+    d.text((one - 4, top - 16), f"{reference} = 1", fill=(210, 110, 40), font=small, anchor="ra")
     d.text((left, y + 14), "speed (pixel-iterations per second) relative to the C reference on the same cores, "
            "median over interleaved rounds; whiskers: quartiles", fill=(80, 80, 80), font=small)
+    d.text((left, y + 30), "the C references compute counts only; fractally also the smooth values",
+           fill=(80, 80, 80), font=small)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, optimize=True)
 
