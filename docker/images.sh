@@ -96,8 +96,10 @@ build_wheelhouse() {
         'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine())')
     read -r pyver arch <<<"$info"
     stamp="build/wheels/.for-$pyver-$arch-$(sha256sum constraints.txt | cut -c1-16)"
-    rm -rf build/wheels/fractally
-    "$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w build/wheels/fractally . 2>/dev/null || \
+    # The project's wheel, byte for byte the same while its sources are (zip times from the last commit):
+    # Docker's layer cache compares the bytes, so an unchanged tree rebuilds nothing.
+    rm -rf build/wheels/fractally build/lib build/bdist.*  # setuptools' own scratch: no stale module packaged
+    SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
         "$PYTHON" -m pip wheel --quiet --no-deps -w build/wheels/fractally .
     [ -e "$stamp" ] && return
     say "wheelhouse for Python $pyver on $arch (build/wheels/)"
