@@ -128,7 +128,8 @@ def measure_cold_start(runs: int) -> dict:
             for way in ways:
                 spec = parse_spec({**SPEC, "max_iter": SPEC["max_iter"] + run * len(ways) + ways.index(way)})
                 times[way].append(cold_start(way, s3_port, jobs.new_job(spec).tile_task(0), host_cache))
-            print(f"round {run + 1}: " + ", ".join(f"{w} {times[w][-1]:.3f} s" for w in ways), flush=True)
+            print(f"round {run + 1}: " + ", ".join(f"{w} {times[w][-1]:.3f} s" for w in ways), file=sys.stderr,
+                  flush=True)
     finally:
         subprocess.run(["docker", "rm", "--force", s3], capture_output=True)
         shutil.rmtree(host_cache, ignore_errors=True)
