@@ -39,8 +39,8 @@ from fractally.stack import free_port  # noqa: E402
 TAG = "0.1.0"
 RENDER_TILE = f"ghcr.io/fractally/render-tile:{TAG}"
 S3 = f"fractally/s3-standin:{TAG}"
-IMAGES = [f"ghcr.io/fractally/{name}:{TAG}" for name in ("api", "render-tile", "assemble")] + [S3,
-                                                                                            f"fractally/nats-standin:{TAG}"]
+IMAGES = [*(f"ghcr.io/fractally/{name}:{TAG}" for name in ("api", "render-tile", "assemble")),
+          S3, f"fractally/nats-standin:{TAG}"]
 CLUSTER_LIKE = ["--read-only", "--tmpfs", "/tmp", "--user", "10001:10001", "--cap-drop", "ALL", "--network", "host"]
 SPEC = {"c": [-0.8, 0.156], "width": 256, "height": 256, "tile_size": 256, "max_iter": 200}
 

@@ -4,9 +4,9 @@ its objects across a restart as MinIO does.
     s3-server server /data --address 127.0.0.1:9000
 
 moto keeps objects in memory only. With its request recorder on, every request that changes
-something (not GET or HEAD) is appended to ``/data/moto-recording.jsonl``; a restarted container replays that file into a private server on
-a free loopback port *before* it opens its public one (moto's state is per process, shared by
-every server in it), so no client ever sees the store empty. Test data only: the file grows with
+something (not GET or HEAD) is appended to ``/data/moto-recording.jsonl``; a restarted container
+replays that file into a private server on a free loopback port *before* it opens its public one
+(moto's state is per process, shared by every server in it), so no client ever sees the store empty. Test data only: the file grows with
 every request and holds every object's bytes.
 """
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import requests
@@ -132,6 +132,14 @@ class ComposeProject:
                 return body
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} did not finish: {body}\n{self.logs()}")
+
+    def result_with_fault_mid_job(self, spec: dict[str, Any], fault: Callable[["ComposeProject"], None]) -> bytes:
+        """Submit ``spec``, let a few tiles land, apply ``fault``, then poll (never resubmit) until done;
+        the result's bytes."""
+        job_id = self.submit(spec)
+        self.wait_tiles(job_id, 5)
+        fault(self)
+        return self.result_bytes(self.wait_done(job_id))
 
     def result_bytes(self, done: dict[str, Any]) -> bytes:
         """The result as a user gets it: the URL in the finished job's status, fetched by a plain HTTP client."""
