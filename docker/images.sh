@@ -8,7 +8,9 @@
 #   3. the wheelhouse (build/wheels/): every Python package for the base image's Python version and
 #      machine, at the versions of constraints.txt, downloaded on the host with its certificates;
 #   4. docker build of each target from the one Dockerfile, with no network: api, render-tile,
-#      assemble, and the S3 and NATS stand-ins of the container tests.
+#      assemble, and the S3 and NATS stand-ins of the container tests; each function image is then run
+#      once as a cluster runs it (read-only root, tmpfs /tmp, uid 10001, no capabilities) and must
+#      serve its requests without compiling a kernel, or it is removed and the build fails.
 #
 # With --if-possible (make test), a machine where Docker cannot be had at all is not an error.
 # Settings (environment): BASE_IMAGE, REGISTRY (ghcr.io/fractally), TAG (0.1.0), DEBIAN_MIRROR.
@@ -116,6 +118,18 @@ build_wheelhouse() {
     touch "$stamp"
 }
 
+# The build already ran `fractally image-check` as the image's user; here it runs once more exactly as a
+# cluster runs the image: read-only root, tmpfs /tmp, no capabilities (the host's network, loopback only).
+check_as_deployed() {
+    if ! docker run --rm --read-only --tmpfs /tmp --user 10001:10001 --cap-drop ALL --network host \
+            "$(image_name "$1")" fractally image-check "$1" >>"build/image-$1.log" 2>&1; then
+        tail -n 20 "build/image-$1.log" >&2
+        say "$1: serving a request compiled kernels when run as a cluster runs it (build/image-$1.log)"
+        docker rmi "$(image_name "$1")" >/dev/null
+        exit 1
+    fi
+}
+
 image_name() {
     case $1 in
         test-s3) echo "fractally/s3-standin:$TAG" ;;
@@ -137,6 +151,9 @@ for target in "${TARGETS[@]}"; do
         exit 1
     fi
     say "$(image_name "$target") built in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+    case $target in
+        api | render-tile | assemble) check_as_deployed "$target" ;;
+    esac
 done
 for target in "${TARGETS[@]}"; do
     docker image inspect --format '{{index .RepoTags 0}} {{.Size}}' "$(image_name "$target")"
