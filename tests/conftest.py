@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import http.server
+import json
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,7 +23,8 @@ from fractally.store import LocalStore
 from fractally.store.base import DEFAULT_CONTENT_TYPE
 from fractally.tiling import tile_count
 
-pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue", "tests.conftest_containers",
+pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
+                  "tests.conftest_containers",
                   "tests.conftest_replicas",
                   "tests.conftest_browser"]
 
@@ -149,3 +153,52 @@ def held_job(tmp_path) -> Iterator[SimpleNamespace]:
     finally:
         store.gate.set()
         invoker.close()
+
+
+class FunctionStub(http.server.ThreadingHTTPServer):
+    """A function on a loopback port that answers every POST with ``status`` and the JSON ``body`` after
+    ``delay`` seconds, and counts the calls: what the HTTP invoker's tests call instead of render_tile."""
+
+    def __init__(self, status: int = 200, body: dict | None = None, delay: float = 0.0) -> None:
+        self.calls = 0
+        stub = self
+        answer = json.dumps({"status": "done"} if body is None else body).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                stub.calls += 1
+                time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:  # the caller gave up and hung up
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/"
+
+
+@pytest.fixture
+def function_stub() -> Iterator[Callable[..., FunctionStub]]:
+    """``function_stub(status=200, body=None, delay=0.0)``: a started ``FunctionStub``, stopped after the test."""
+    started: list[FunctionStub] = []
+
+    def start(**kwargs: Any) -> FunctionStub:
+        started.append(FunctionStub(**kwargs))
+        return started[-1]
+
+    yield start
+    for stub in started:
+        stub.shutdown()
+        stub.server_close()

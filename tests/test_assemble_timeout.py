@@ -7,11 +7,7 @@ answers after a delay longer than the tile timeout and shorter than the assemble
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,32 +24,9 @@ ASSEMBLE_TIMEOUT = 10.0
 
 
 @pytest.fixture
-def slow_function() -> Iterator[str]:
+def slow_function(function_stub) -> str:
     """A function that answers every POST with 200 after ``DELAY`` seconds."""
-    class Slow(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers["Content-Length"]))
-            time.sleep(DELAY)
-            body = json.dumps({"status": "done"}).encode()
-            try:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-            except OSError:  # the caller gave up and hung up
-                pass
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return function_stub(delay=DELAY).url
 
 
 def run(tmp_path: Path, url: str, indices: list[int]) -> str | None:

@@ -475,28 +475,10 @@ def test_job_whose_failure_cannot_be_recorded_is_finished_by_a_resubmission(tmp_
         service.close()
 
 
-def test_a_function_that_keeps_failing_is_reported_with_its_own_words(tmp_path):
+def test_a_function_that_keeps_failing_is_reported_with_its_own_words(tmp_path, function_stub):
     """The failure text a job gets names the function's reason (here: the store), not just a status."""
-    import http.server
-    import json as json_
-
-    class Unavailable(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json_.dumps({"error": {"code": "store_unavailable", "field": None,
-                                          "message": "the object store cannot be reached; try again later"}}).encode()
-            self.send_response(503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    said = {"code": "store_unavailable", "field": None, "message": "the object store cannot be reached; try again later"}
+    url = function_stub(status=503, body={"error": said}).url
     invoker = HttpInvoker(LocalStore(tmp_path / "store"),
                           Settings(render_tile_url=url, assemble_url=url, http_retries=1, invoker="http"))
     try:
@@ -504,7 +486,5 @@ def test_a_function_that_keeps_failing_is_reported_with_its_own_words(tmp_path):
             invoker.call(url, {"job": "0" * 32})
     finally:
         invoker.close()
-        server.shutdown()
-        server.server_close()
     assert str(raised.value) == ("the function did not answer successfully "
                                  "(HTTP 503: the object store cannot be reached; try again later)")
