@@ -205,7 +205,7 @@ def test_a_job_whose_api_was_killed_is_finished_by_another_replica_after_a_statu
     assert _lease(replicas.store, job_id) is not None  # left behind by the dead api
     _finish_through(replicas, b, job_id, timeout=120)
     assert _result(b, job_id) == reference
-    assert _lease(replicas.store, job_id) is None
+    _wait(lambda: _lease(replicas.store, job_id) is None, what="b's release of the lease")  # just after the result
 
 
 @pytest.mark.slow
@@ -225,6 +225,6 @@ def test_a_sigterm_api_releases_its_leases_and_another_replica_carries_on_at_onc
     _finish_through(replicas, b, job_id, timeout=lease_timeout / 3)
     assert time.monotonic() - stopped < lease_timeout / 3
     assert _result(b, job_id) == reference
-    assert _lease(replicas.store, job_id) is None
+    _wait(lambda: _lease(replicas.store, job_id) is None, what="b's release of the lease")  # just after the result
     assert a.proc.wait(timeout=30) == 0  # a stopped cleanly
     assert "could not close the service" not in (replicas.logs / "api-a.log").read_text()
