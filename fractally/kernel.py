@@ -28,13 +28,13 @@ Within a vector the lanes run in lockstep: a lane that escapes is *frozen* (its 
 and count stop changing, see ``_step``) until its three neighbours are done too.
 But the vectors are independent: every ``BLOCK`` steps, each vector whose four
 lanes have all escaped (or reached ``max_iter``) writes its results and *refills*
-with the next four pixels, while the others go on. The C reference in
-``bench/c_kernel.c`` instead keeps its sixteen pixels in lockstep until the last
-one escapes; on the benchmark's julia view only 35 % of its lane-steps do useful
-work, against 61 % here. That is where our lead over it comes from: per lane-step
-our loop is slower (it freezes lanes, and the freezing select sits on the
-dependency chain; C lets escaped lanes run on and only masks their counts, but
-then loses the escaped z that the smooth value needs).
+with the next four pixels, while the others go on. The lockstep C reference in
+``bench/c_kernel.c`` keeps its sixteen pixels together until the last one escapes;
+on the benchmark's julia view only 35 % of its lane-steps do useful work, against
+61 % here, which is why this loop is level with it although slower per lane-step
+(it freezes lanes, and the freezing select sits on the dependency chain). The C
+reference with this same strategy, ``bench/c_refill.c``, is faster than this loop
+(docs/BENCHMARKS.md, "Kernel"): numba's version spills registers in the hot loop.
 
 The smooth value (float32, for colouring without bands) is
 ``n + 1 - log2(log|z| / log R)`` of the final z. Instead of two libm logarithms
