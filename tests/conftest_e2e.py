@@ -10,6 +10,7 @@ to a file under the test's temporary folder, and a failed wait shows the log's e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -109,17 +110,24 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
         yield Deployment("embedded", server.url, server.store, logs=[root / "serve.err", root / "serve.out"])
 
 
+@contextlib.contextmanager
+def running_stack(logs: Path) -> Iterator[Stack]:
+    """``fractally.stack.Stack`` with 2 render_tile workers over its own S3 test server, logging into ``logs``."""
+    running = Stack(render_workers=2, log_dir=logs, base_env=hermetic_env(), startup_timeout=STARTUP_TIMEOUT)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop(timeout=15)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """The multi-process stack with 2 render_tile workers, over its own S3 test server."""
     logs = tmp_path_factory.mktemp("stack")
-    running = Stack(render_workers=2, log_dir=logs, base_env=hermetic_env(), startup_timeout=STARTUP_TIMEOUT)
-    running.start()
-    try:
+    with running_stack(logs) as running:
         yield Deployment("stack", running.urls.api, running.store(), s3_log=logs / "s3.log",
                          logs=[logs / f"{name}.log" for name in ("api", "render_tile", "assemble")])
-    finally:
-        running.stop(timeout=15)
 
 
 @pytest.fixture(scope="module", params=["embedded", "stack"])

@@ -31,7 +31,7 @@ from fractally.invoke import InProcessInvoker
 from fractally.service import Service
 from fractally.stack import Child, Stack, bound_socket, gunicorn_argv
 from fractally.store import ObjectStore
-from tests.conftest_e2e import STARTUP_TIMEOUT, hermetic_env
+from tests.conftest_e2e import STARTUP_TIMEOUT, running_stack
 
 
 @pytest.fixture
@@ -117,12 +117,8 @@ class Replicas:
 @pytest.fixture(scope="module")
 def replica_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     logs = tmp_path_factory.mktemp("replicas")
-    stack = Stack(render_workers=2, log_dir=logs, base_env=hermetic_env(), startup_timeout=STARTUP_TIMEOUT)
-    stack.start()
-    try:
+    with running_stack(logs) as stack:
         yield Replicas(stack, logs, stack.store())
-    finally:
-        stack.stop(timeout=15)
 
 
 @pytest.fixture
