@@ -18,6 +18,8 @@
  * counts. Built with the same flags as the references (-O3 -march=native -ffp-contract=off).
  */
 #include <immintrin.h>
+
+#include "c_step.h"
 #include <stdint.h>
 
 void clock_probe(int64_t n, int64_t *out) {
@@ -50,16 +52,7 @@ void clock_probe(int64_t n, int64_t *out) {
         Y = ny;                                                                        \
     } while (0)
 
-#define OURS(X, Y, N, CX, CY)                                                          \
-    do {                                                                               \
-        __m256d xx = _mm256_mul_pd(X, X), yy = _mm256_mul_pd(Y, Y);                    \
-        __m256d go = _mm256_cmp_pd(_mm256_add_pd(xx, yy), r2, _CMP_LE_OQ);             \
-        __m256d nx = _mm256_add_pd(_mm256_sub_pd(xx, yy), CX);                         \
-        __m256d ny = _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(X, X), Y), CY);         \
-        X = _mm256_blendv_pd(X, nx, go);                                               \
-        Y = _mm256_blendv_pd(Y, ny, go);                                               \
-        N = _mm256_add_pd(N, _mm256_and_pd(go, one));                                  \
-    } while (0)
+#define OURS STEP_AVX2  /* our step, exactly as c_refill.c runs it */
 
 #define PROBE(NAME, STEP, V)                                                           \
     void NAME(int64_t n, double z, double *out) {                                      \

@@ -29,6 +29,8 @@
  * multiple of four by repeating the last one; padding lanes are never stored.
  */
 #include <immintrin.h>
+
+#include "c_step.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <omp.h>
@@ -52,16 +54,7 @@
 #else
 #define ISA "avx2"
 /* One step, compare + blendv (AVX2). */
-#define STEP(X, Y, N, CX, CY)                                                          \
-    do {                                                                               \
-        __m256d xx = _mm256_mul_pd(X, X), yy = _mm256_mul_pd(Y, Y);                    \
-        __m256d go = _mm256_cmp_pd(_mm256_add_pd(xx, yy), r2, _CMP_LE_OQ);             \
-        __m256d nx = _mm256_add_pd(_mm256_sub_pd(xx, yy), CX);                         \
-        __m256d ny = _mm256_add_pd(_mm256_mul_pd(_mm256_add_pd(X, X), Y), CY);         \
-        X = _mm256_blendv_pd(X, nx, go);                                               \
-        Y = _mm256_blendv_pd(Y, ny, go);                                               \
-        N = _mm256_add_pd(N, _mm256_and_pd(go, one));                                  \
-    } while (0)
+#define STEP STEP_AVX2
 #endif
 
 const char *refill_isa(void) { return ISA; }
