@@ -58,6 +58,9 @@ __all__ = [
     "MsgpackResult",
     "DeflatedRows",
     "PngStreamWriter",
+    "png_head",
+    "png_tail",
+    "write_band_chunks",
     "adler32_combine",
     "deflate_filtered",
     "deflate_rows",
@@ -391,7 +394,8 @@ def decode_tile(data: bytes) -> MsgpackResult:
 # --- PNG -----------------------------------------------------------------------
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_IDAT_SIZE = 256 * 1024  # compressed bytes per IDAT chunk
+_IDAT_SIZE = 256 * 1024  # compressed bytes per IDAT chunk, at most
+_ZLIB_HEADER = b"\x78\x5e"  # deflate, 32 KiB window
 _ROWS_BYTES = 4 * 2**20  # filter and compress at most this many raw bytes at once
 
 
@@ -482,6 +486,41 @@ def _deflate_chunks(chunks: list[np.ndarray], rows: int, compress_level: int) ->
     return DeflatedRows(rows, b"".join(out), adler, raw_len)
 
 
+def png_head(width: int, height: int) -> bytes:
+    """What a PNG starts with, before its first band: signature and IHDR (8-bit RGB, no interlace)."""
+    if not (1 <= width < 2**31 and 1 <= height < 2**31):
+        raise ValueError(f"PNG size must be 1..2**31-1 each way, got {width}x{height}")
+    out = io.BytesIO()
+    out.write(_PNG_SIGNATURE)
+    _write_chunk(out, b"IHDR", [struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)])
+    return out.getvalue()
+
+
+def write_band_chunks(fileobj: BinaryIO, piece: DeflatedRows, first: bool) -> int:
+    """Write one band's IDAT chunks (at most ``_IDAT_SIZE`` bytes of data each); the first band of an image
+    carries the zlib header. Bytes written.
+
+    Each band is framed on its own, never sharing a chunk with its neighbours, so a band's bytes
+    depend only on the band: bands framed by different processes (band-parallel assembly,
+    ``fractally.pieces``) join into the same file a single writer makes."""
+    data = memoryview(_ZLIB_HEADER + piece.data if first else piece.data)
+    written = 0
+    for start in range(0, len(data), _IDAT_SIZE):
+        part = data[start:start + _IDAT_SIZE]
+        _write_chunk(fileobj, b"IDAT", [part])
+        written += len(part) + 12
+    return written
+
+
+def png_tail(adler: int) -> bytes:
+    """What a PNG ends with after its last band: the final deflate block and the Adler-32 of every
+    band's raw rows (``adler32_combine``), in an IDAT of their own, then IEND."""
+    out = io.BytesIO()
+    _write_chunk(out, b"IDAT", [b"\x03\x00" + struct.pack(">I", adler)])  # empty fixed-Huffman block, BFINAL
+    _write_chunk(out, b"IEND", [])
+    return out.getvalue()
+
+
 class PngStreamWriter:
     """Write an 8-bit RGB PNG to ``fileobj`` one band of rows at a time.
 
@@ -489,24 +528,20 @@ class PngStreamWriter:
     assemble can build pictures far larger than RAM. Every row uses filter
     type None (see the module docstring for why). Bands arrive as rows
     (``write_rows``) or already compressed by ``deflate_rows`` in another
-    thread (``write_deflated``), in order. Use as a context manager or call
-    ``close()``; closing checks that exactly ``height`` rows came.
+    thread (``write_deflated``), in order; each is framed on its own
+    (``write_band_chunks``). Use as a context manager or call ``close()``;
+    closing checks that exactly ``height`` rows came.
     """
 
     def __init__(self, fileobj: BinaryIO, width: int, height: int, compress_level: int = PNG_COMPRESS_LEVEL) -> None:
-        if not (1 <= width < 2**31 and 1 <= height < 2**31):
-            raise ValueError(f"PNG size must be 1..2**31-1 each way, got {width}x{height}")
+        head = png_head(width, height)
         self._f = fileobj
         self.width, self.height = width, height
         self.compress_level = compress_level
         self.rows_written = 0
         self._adler = 1
-        self._pending: list[bytes] = [b"\x78\x5e"]  # zlib header: deflate, 32 KiB window
-        self._pending_len = 2
         self._closed = False
-        ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit, RGB, deflate, filters, no interlace
-        self._f.write(_PNG_SIGNATURE)
-        _write_chunk(self._f, b"IHDR", [ihdr])
+        self._f.write(head)
 
     def write_rows(self, rgb_band: np.ndarray) -> None:
         """Append whole rows: an (h, width, 3) uint8 array, top to bottom."""
@@ -524,16 +559,8 @@ class PngStreamWriter:
         if self.rows_written + piece.rows > self.height:
             raise ValueError(f"more rows than the image's {self.height}")
         self._adler = adler32_combine(self._adler, piece.adler, piece.raw_len)
+        write_band_chunks(self._f, piece, first=self.rows_written == 0)
         self.rows_written += piece.rows
-        self._emit(piece.data)
-
-    def _emit(self, data: bytes, final: bool = False) -> None:
-        if data:
-            self._pending.append(data)
-            self._pending_len += len(data)
-        if self._pending_len >= _IDAT_SIZE or (final and self._pending_len):
-            _write_chunk(self._f, b"IDAT", self._pending)
-            self._pending, self._pending_len = [], 0
 
     def close(self) -> None:
         """Finish the stream (final deflate block, Adler-32, IEND). Raises ValueError if rows are missing."""
@@ -541,9 +568,7 @@ class PngStreamWriter:
             return
         if self.rows_written != self.height:
             raise ValueError(f"PNG got {self.rows_written} rows, the image has {self.height}")
-        final_block = b"\x03\x00"  # an empty fixed-Huffman block with BFINAL set
-        self._emit(final_block + struct.pack(">I", self._adler), final=True)
-        _write_chunk(self._f, b"IEND", [])
+        self._f.write(png_tail(self._adler))
         self._closed = True
 
     def __enter__(self) -> PngStreamWriter:

@@ -55,6 +55,10 @@ class Settings:
     nats_ack_wait: float = 60.0  # seconds a worker may stay silent before its task is redelivered
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     http_concurrency: int = 8
+    #: Invocations a job is cut into (each a batch of tiles: ``invoke.plan_batches``); 0: twice the calls
+    #: in flight (HTTP), or QUEUE_BATCHES. About the number of render_tile workers to keep busy, never
+    #: the tile count.
+    batches: int = 0
     http_timeout: float = 300.0  # seconds per tile call of the HTTP invoker
     assemble_timeout: float = 600.0  # seconds per assemble call (a large image takes longer than a tile)
     http_retries: int = 4
@@ -92,6 +96,7 @@ class Settings:
             nats_ack_wait=float(env.get(PREFIX + "NATS_ACK_WAIT", base.nats_ack_wait)),
             workers=_int(env, "WORKERS", base.workers),
             http_concurrency=_int(env, "HTTP_CONCURRENCY", base.http_concurrency),
+            batches=_int(env, "BATCHES", base.batches),
             http_timeout=float(env.get(PREFIX + "HTTP_TIMEOUT", base.http_timeout)),
             assemble_timeout=float(env.get(PREFIX + "ASSEMBLE_TIMEOUT", base.assemble_timeout)),
             http_retries=_int(env, "HTTP_RETRIES", base.http_retries),

@@ -29,7 +29,9 @@ from typing import Any, Callable
 
 from fractally import jobs, lease, tasks
 from fractally.config import Settings
+from fractally.spec import RenderSpec
 from fractally.store import ObjectStore
+from fractally.tiling import grid
 
 log = logging.getLogger("fractally.invoke")
 
@@ -41,6 +43,12 @@ class _Tracker:
     present: int = 0  # tiles already in the store when the job was dispatched
     stored: int = 0  # tiles this invoker has seen stored since
     failures: list[str] = field(default_factory=list)
+    failed: int = 0  # tiles in the failed calls
+    #: Tiles still out per tile row sent in parts (``plan_batches``): at 0 the row's piece is made
+    #: by an assemble call of its own (``_send_band``). A row whose part failed gets none.
+    band_left: dict[int, int] = field(default_factory=dict)
+    bands_pending: int = 0  # such calls in flight; the final assembly waits for them
+    settled: bool = False  # every tile and row call has ended and the job went on (once)
 
 
 #: Seconds a dispatch lease lives unrenewed (``FRACTALLY_LEASE_TIMEOUT``, ``Settings.lease_timeout``).
@@ -122,24 +130,75 @@ class Invoker(abc.ABC):
         self._started(job, indices)
         if not indices:
             self._send_assemble(job.id)
-        for index in indices:
-            self._send_tile(job, index)
+        else:
+            self._send_tiles(job, indices)
         return True
 
-    def _tile_done(self, job: jobs.Job, index: int, error: str | None) -> None:
+    def _send_tiles(self, job: jobs.Job, indices: list[int]) -> None:
+        """Send the tiles in batches (``plan_batches``), one call each. Rows sent in parts are encoded
+        by an assemble call each once their parts are in (``bands_assembled``), so no one process
+        encodes them all at the end."""
+        runs = plan_batches(job.spec, indices, self.batch_target())
+        if self.bands_assembled:
+            _, cols = grid(job.spec)
+            with self._lock:
+                tracker = self._active[job.id]
+                for first, end in runs:
+                    if first % cols or end - first < cols:  # part of a row (runs never span two rows then)
+                        tracker.band_left[first // cols] = tracker.band_left.get(first // cols, 0) + end - first
+        for first, end in runs:
+            self._send_batch(job, first, end)
+
+    #: True if this invoker has assemble make the pieces of rows sent in parts (``_send_band``).
+    bands_assembled = False
+
+    def batch_target(self) -> int:
+        """How many calls a job is cut into (``Settings.batches``)."""
+        return 1
+
+    def _tiles_done(self, job: jobs.Job, first: int, end: int, error: str | None) -> None:
+        """Tiles ``first`` to ``end - 1`` have ended, stored or with ``error``."""
+        band = None
         with self._lock:
             tracker = self._active[job.id]
-            tracker.remaining -= 1
+            tracker.remaining -= end - first
             if error is not None:
-                tracker.failures.append(f"tile {index}: {error}")
+                what = f"tile {first}" if end == first + 1 else f"tiles {first}-{end - 1}"
+                tracker.failures.append(f"{what}: {error}")
+                tracker.failed += end - first
             else:
-                tracker.stored += 1
-            finished = tracker.remaining == 0
-            failures = list(tracker.failures)
-        if not finished:
-            return
-        self._tiles_finished(job.id, f"{len(failures)} tile(s) could not be rendered ({failures[0]})"
-                             if failures else None)
+                tracker.stored += end - first
+            if tracker.band_left and job.tiles_total:
+                r = first // grid(job.spec)[1]
+                if r in tracker.band_left:
+                    left = tracker.band_left[r] = -1 if error is not None else tracker.band_left[r] - (end - first)
+                    if left == 0 and not tracker.failures:
+                        tracker.bands_pending += 1
+                        band = r
+        if band is not None:
+            self._send_band(job, band)
+        self._maybe_finished(job.id)
+
+    def _band_done(self, job: jobs.Job, band: int, error: str | None) -> None:
+        """A row's piece is made, or not: then the final assembly encodes the row itself."""
+        if error is not None:
+            log.warning("job %s: row %d was not encoded on its own (%s); the final assembly will", job.id, band, error)
+        with self._lock:
+            self._active[job.id].bands_pending -= 1
+        self._maybe_finished(job.id)
+
+    def _maybe_finished(self, job_id: str) -> None:
+        with self._lock:
+            tracker = self._active[job_id]
+            finished = tracker.remaining == 0 and tracker.bands_pending == 0 and not tracker.settled
+            tracker.settled |= finished
+            failures, failed = list(tracker.failures), tracker.failed
+        if finished:
+            self._tiles_finished(job_id, f"{failed} tile(s) could not be rendered ({failures[0]})" if failures else None)
+
+    def _send_band(self, job: jobs.Job, band: int) -> None:
+        """Start assemble for one row's piece; call ``_band_done`` when it ends (never block)."""
+        raise NotImplementedError
 
     def _started(self, job: jobs.Job, indices: list[int]) -> None:
         """Hook: the job is registered and its tiles are about to be sent."""
@@ -188,9 +247,10 @@ class Invoker(abc.ABC):
         except Exception:
             log.warning("could not release the dispatch lease of job %s", job_id, exc_info=True)
 
-    @abc.abstractmethod
-    def _send_tile(self, job: jobs.Job, index: int) -> None:
-        """Start render_tile for one tile; call ``_tile_done`` when it ends (never block)."""
+    def _send_batch(self, job: jobs.Job, first: int, end: int) -> None:
+        """Start render_tile for tiles ``first`` to ``end - 1``; call ``_tiles_done`` when it ends (never
+        block)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def _send_assemble(self, job_id: str) -> None:
@@ -346,6 +406,12 @@ class InProcessInvoker(Invoker):
             return
         future.add_done_callback(lambda f: self._settle(job.id, pipeline, assembly=True, error=_error_of(f)))
 
+    def _send_tiles(self, job: jobs.Job, indices: list[int]) -> None:
+        """One task a tile: the threads share this process, so a call costs nothing to batch away, and
+        the pipelined assembler takes each tile as it lands."""
+        for index in indices:
+            self._send_tile(job, index)
+
     def _send_tile(self, job: jobs.Job, index: int) -> None:
         future = self.tile_pool.submit(self._render_and_store, job, index)
         future.add_done_callback(lambda f: self._tile_settled(job, index, f))
@@ -367,7 +433,7 @@ class InProcessInvoker(Invoker):
             pipeline = self._pipelines.get(job.id)
         if pipeline is not None:
             pipeline.tile_ended(index, part, error is None)
-        self._tile_done(job, index, error)
+        self._tiles_done(job, index, index + 1, error)
 
     def _tiles_finished(self, job_id: str, error: str | None) -> None:
         with self._lock:
@@ -448,9 +514,19 @@ class HttpInvoker(Invoker):
                 break
         raise RuntimeError(f"the function did not answer successfully ({last})")
 
-    def _send_tile(self, job: jobs.Job, index: int) -> None:
-        future = self.pool.submit(self.call, self._render_tile_urls, job.tile_task(index))
-        future.add_done_callback(lambda f: self._tile_done(job, index, _error_of(f)))
+    def batch_target(self) -> int:
+        return self.settings.batches or 2 * self.settings.http_concurrency
+
+    bands_assembled = True
+
+    def _send_batch(self, job: jobs.Job, first: int, end: int) -> None:
+        future = self.pool.submit(self.call, self._render_tile_urls, job.batch_task(first, end))
+        future.add_done_callback(lambda f: self._tiles_done(job, first, end, _error_of(f)))
+
+    def _send_band(self, job: jobs.Job, band: int) -> None:
+        future = self.pool.submit(self.call, self._assemble_urls, {"job": job.id, "bands": [band, band + 1]},
+                                  self.settings.assemble_timeout)
+        future.add_done_callback(lambda f: self._band_done(job, band, _error_of(f)))
 
     def _send_assemble(self, job_id: str) -> None:
         future = self.pool.submit(self.call, self._assemble_urls, {"job": job_id},
@@ -459,6 +535,27 @@ class HttpInvoker(Invoker):
 
     def _stop_calls(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def plan_batches(spec: RenderSpec, indices: list[int], target: int) -> list[tuple[int, int]]:
+    """Cut ``indices`` (tile indices, any order) into about ``target`` runs ``(first, end)`` of
+    consecutive tiles: runs of whole tile rows while there are more rows than runs (so render_tile
+    also makes those bands' pieces of the result, ``fractally.pieces``), else equal parts of a row.
+    Cuts fall on fixed positions of the grid, not on where the indices start, so a job sent again
+    (only its missing tiles) makes the same runs where it can."""
+    if not indices:
+        return []
+    _, cols = grid(spec)
+    per = -(-len(indices) // max(1, target))
+    step = -(-per // cols) * cols if per >= cols else per
+    runs: list[list[int]] = []
+    for index in sorted(indices):
+        cut = index % step == 0 if step >= cols else (index % cols) % step == 0
+        if runs and runs[-1][1] == index and not cut:
+            runs[-1][1] += 1
+        else:
+            runs.append([index, index + 1])
+    return [(first, end) for first, end in runs]
 
 
 def _url_list(setting: str) -> list[str]:

@@ -8,8 +8,11 @@ Layout (every key built from hashes, never from user text)::
     jobs/<job id>/assemble.claim   who is assembling since when (to avoid double work)
     jobs/<job id>/dispatch.lease   which api replica fans the job out, renewed while it does (so another
                                    carries it on when that one is gone; fractally/lease.py)
+    jobs/<job id>/pieces/...       the result's bands, made in parallel, until they are joined
+                                   (fractally/pieces.py)
     tiles/<pixels hash>/<index>.tile   counts + smooth of one tile, shared by every job of
                                        that picture (PNG or msgpack, any colormap)
+    tiles/<pixels hash>/<first>-<end>.pack   the tiles of one batch in one object (fractally/packs.py)
 
 The job id is the spec's content hash, so an identical request finds its job.
 Status is never stored: it is read off the keys above (DESIGN.md principle 1).
@@ -64,6 +67,27 @@ def tile_key(pixels_hash: str, index: int) -> str:
     return f"tiles/{pixels_hash}/{index:07d}.tile"
 
 
+def pack_key(pixels_hash: str, first: int, end: int) -> str:
+    return f"tiles/{pixels_hash}/{first:07d}-{end:07d}.pack"
+
+
+_TILE_NAME = re.compile(r"(\d{7})\.tile")
+_PACK_NAME = re.compile(r"(\d{7})-(\d{7})\.pack")
+
+
+def tiles_where(keys: list[str], prefix: str) -> dict[int, str]:
+    """Tile index -> the key that holds it (a tile object or a pack), from a listing of ``prefix``."""
+    found: dict[int, str] = {}
+    for key in keys:
+        name = key[len(prefix):]
+        if m := _TILE_NAME.fullmatch(name):
+            found[int(m.group(1))] = key
+        elif m := _PACK_NAME.fullmatch(name):
+            for index in range(int(m.group(1)), int(m.group(2))):
+                found.setdefault(index, key)
+    return found
+
+
 @dataclass(frozen=True)
 class Job:
     """A job as its manifest describes it."""
@@ -83,6 +107,10 @@ class Job:
     def tile_task(self, index: int) -> dict[str, Any]:
         """What render_tile needs for one tile: self-contained, JSON, the same on every invoker."""
         return {"job": self.id, "spec": self.spec.normalized(), "tile": index}
+
+    def batch_task(self, first: int, end: int) -> dict[str, Any]:
+        """What render_tile needs for tiles ``first`` to ``end - 1`` (``tasks.render_batch``)."""
+        return {"job": self.id, "spec": self.spec.normalized(), "first": first, "count": end - first}
 
     def manifest(self) -> dict[str, Any]:
         return {"id": self.id, "spec": self.spec.normalized(), "tiles_total": self.tiles_total,
@@ -117,10 +145,16 @@ def load(store: ObjectStore, job_id: str) -> Job:
     return Job(job_id, spec, int(manifest["tiles_total"]))
 
 
+def tiles_located(store: ObjectStore, job: Job) -> dict[int, str]:
+    """Every stored tile of the job's picture and the key that holds it: one listing (a page per 1,000
+    objects; a batch of tiles is one object)."""
+    prefix = tiles_prefix(job.pixels_hash)
+    return tiles_where(store.list(prefix), prefix)
+
+
 def tiles_present(store: ObjectStore, job: Job) -> set[int]:
     """Indices of the tiles already in the store."""
-    prefix = tiles_prefix(job.pixels_hash)
-    return {int(key[len(prefix):].split(".")[0]) for key in store.list(prefix)}
+    return set(tiles_located(store, job))
 
 
 def missing_tiles(store: ObjectStore, job: Job) -> list[int]:

@@ -3,9 +3,11 @@
 Two streams (names from ``settings.nats_stream``, subjects under ``settings.nats_subject``,
 both created on first use)::
 
-    <stream>        work queue    <subject>.tiles.<job id>     one task per tile (JSON: job, spec, tile)
+    <stream>        work queue    <subject>.tiles.<job id>     one task per batch of tiles (JSON: job, spec,
+                                                                 first, count: ``invoke.plan_batches``)
                                   <subject>.assemble.<job id>  "assemble this job" (JSON: job)
-    <stream>_DONE   limits, 1 day <subject>.done.<job id>      one small marker per finished tile
+    <stream>_DONE   limits, 1 day <subject>.done.<job id>      one small marker per finished tile (a batch
+                                                                 publishes its markers together)
 
 **The api** (``QueueInvoker``) publishes a job's missing tiles and returns once JetStream has
 stored them. A work-queue stream deletes a task when it is acked, so a job is *active* while any
@@ -55,7 +57,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from fractally import jobs, tasks
 from fractally.config import Settings
 from fractally.errors import FractallyError
-from fractally.invoke import Invoker
+from fractally.invoke import Invoker, plan_batches
 from fractally.store import ObjectStore
 
 log = logging.getLogger("fractally.queue")
@@ -69,6 +71,9 @@ TILES_HEADER = "Fractally-Tiles"
 DONE_MAX_AGE = 24 * 3600.0
 #: Publishes in flight at once when the api queues a job.
 PUBLISH_BATCH = 256
+#: Tasks a job is cut into unless ``FRACTALLY_BATCHES`` says (the api does not know how many workers
+#: there are): enough to keep a few dozen workers busy, few enough that a task is worth its messages.
+QUEUE_BATCHES = 64
 CONNECT_TIMEOUT = 10.0
 
 
@@ -228,14 +233,14 @@ class QueueInvoker(Invoker):
         return self._call(lambda js: count_on(js, self.subjects.stream, self.subjects.of_job(job_id))) > 0
 
     def dispatch(self, job: jobs.Job, indices: list[int]) -> bool:
-        """Publish one task per tile in ``indices`` (or the assembly if none), unless the job is active.
+        """Publish ``indices`` in batches (or the assembly if none), unless the job is active.
 
         Returns once JetStream has stored every task, so an accepted job survives an api restart.
         """
         if self.is_active(job.id):
             return False
         self._call(lambda js: self._publish_job(js, job, indices), timeout=max(60.0, len(indices) / 50))
-        log.info("job %s: %d tile task(s) queued on %s", job.id, len(indices), self.subjects.tiles(job.id))
+        log.info("job %s: %d tile(s) queued on %s", job.id, len(indices), self.subjects.tiles(job.id))
         return True
 
     async def _publish_job(self, js: Any, job: jobs.Job, indices: list[int]) -> None:
@@ -245,20 +250,16 @@ class QueueInvoker(Invoker):
         await js.purge_stream(self.subjects.done_stream, subject=self.subjects.done(job.id))
         headers = {TILES_HEADER: str(len(indices))}
         subject = self.subjects.tiles(job.id)
-        for start in range(0, len(indices), PUBLISH_BATCH):
+        batches = plan_batches(job.spec, indices, self.settings.batches or QUEUE_BATCHES)
+        for start in range(0, len(batches), PUBLISH_BATCH):
             await asyncio.gather(*(
-                js.publish(subject, json.dumps(job.tile_task(i)).encode(), stream=self.subjects.stream,
+                js.publish(subject, json.dumps(job.batch_task(first, end)).encode(), stream=self.subjects.stream,
                            headers=headers, timeout=10)
-                for i in indices[start:start + PUBLISH_BATCH]))
+                for first, end in batches[start:start + PUBLISH_BATCH]))
 
     async def _publish_assemble(self, js: Any, job_id: str) -> None:
         await js.publish(self.subjects.assemble(job_id), json.dumps({"job": job_id}).encode(),
                          stream=self.subjects.stream, timeout=10)
-
-    def _send_tile(self, job: jobs.Job, index: int) -> None:
-        """One task on its own (``dispatch`` publishes a job's tasks together): its worker checks the store."""
-        self._call(lambda js: js.publish(self.subjects.tiles(job.id), json.dumps(job.tile_task(index)).encode(),
-                                         stream=self.subjects.stream, headers={TILES_HEADER: "1"}, timeout=10))
 
     def _send_assemble(self, job_id: str) -> None:
         self._call(lambda js: self._publish_assemble(js, job_id))
@@ -285,6 +286,20 @@ def _user_message(err: BaseException) -> str:
 
 def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
+
+
+def _tile_count(body: Any) -> int:
+    """Tiles in a task: a batch's ``count``, else one."""
+    count = body.get("count") if isinstance(body, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+
+
+def _label(body: Any) -> str:
+    """The task's tiles, for logs and the user's failure message."""
+    if isinstance(body, dict) and "first" in body:
+        first, count = body.get("first"), _tile_count(body)
+        return f"tile {first}" if count == 1 else f"tiles {first}-{first + count - 1}" if isinstance(first, int) else "tiles"
+    return f"tile {body.get('tile') if isinstance(body, dict) else '?'}"
 
 
 def retry_delay(delivered: int) -> float:
@@ -392,7 +407,7 @@ class Worker:
             log.error("dropping a malformed task on %s", msg.subject)
             await msg.term()
             return
-        label = f"tile {body.get('tile')}" if kind == "tiles" else "the final image"
+        label = _label(body) if kind == "tiles" else "the final image"
         what = f"job {job_id} {label}"
         started = time.perf_counter()
         alive = asyncio.create_task(self._keep_alive(msg))
@@ -403,7 +418,7 @@ class Worker:
                 return
             log.info("%s: working (delivery %d of %d)", what, delivered, self.settings.max_deliveries)
             if kind == "tiles":
-                await self._run(tasks.render_tile, body, self.store)
+                await self._run(tasks.render, body, self.store)
             else:
                 result = await self._run(lambda: tasks.assemble(job_id, self.store, force=delivered > 1))
                 if result.get("status") == "incomplete":
@@ -414,7 +429,7 @@ class Worker:
             return
         try:
             if kind == "tiles":
-                await self._tile_stored(job_id, msg.headers or {})
+                await self._tiles_stored(job_id, _tile_count(body), msg.headers or {})
         except Exception as err:  # the tile is stored; retrying the task redoes only this check
             alive.cancel()
             await self._failed(msg, what, label, job_id, delivered, err)
@@ -442,9 +457,11 @@ class Worker:
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         await msg.term()
 
-    async def _tile_stored(self, job_id: str, headers: dict[str, str]) -> None:
-        """Publish this tile's done marker; if the job looks complete, check the store and queue assembly."""
-        await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
+    async def _tiles_stored(self, job_id: str, count: int, headers: dict[str, str]) -> None:
+        """Publish a done marker per tile of the task; if the job looks complete, check the store and
+        queue assembly."""
+        await asyncio.gather(*(self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream,
+                                               timeout=10) for _ in range(count)))
         try:  # without the header (a task from elsewhere), check the store after every tile
             expected = max(1, int(headers.get(TILES_HEADER, "1")))
         except ValueError:
@@ -475,7 +492,7 @@ class Worker:
         except Exception as err:
             log.error("cannot read a max-deliveries advisory: %r", err)
             return
-        what = f"tile {body.get('tile')}" if kind == "tiles" else "the final image"
+        what = _label(body) if kind == "tiles" else "the final image"
         deliveries = int(event.get("deliveries") or self.settings.max_deliveries)
         message = (f"{what} was not finished after {_attempts(deliveries)} "
                    "(the worker stopped each time, e.g. out of memory or time)")

@@ -15,17 +15,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally import jobs, lease, orphans
+from fractally import jobs, lease, orphans, packs, pieces
 from fractally.codec import decode_tile, encode_tile
 from fractally.compose import CONTENT_TYPES, Band, Part, write_image
 from fractally.errors import BadRequest, SpecError
 from fractally.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
-from fractally.tiling import band, grid, render_tile_arrays, tile
+from fractally.tiling import band, grid, render_tile_arrays, tile, tile_count
 
 log = logging.getLogger("fractally.tasks")
 
@@ -42,16 +42,68 @@ RESULT_TEMP = "fractally-result-"
 
 def parse_tile_task(task: Any) -> tuple[str, Any, int]:
     """Validate a tile task (it may come from the network): (job id, spec, tile index)."""
-    if not isinstance(task, dict):
-        raise BadRequest("a tile task is a JSON object with job, spec and tile")
-    job_id = jobs.check_job_id(task.get("job"))
-    spec = parse_spec(task.get("spec"))
-    if spec.content_hash() != job_id:
-        raise SpecError("the task's spec does not belong to its job id", "spec")
+    job_id, spec = _task_job(task)
     index = task.get("tile")
     if isinstance(index, bool) or not isinstance(index, int):
         raise BadRequest("tile must be a whole number", "tile")
     return job_id, spec, index
+
+
+def _task_job(task: Any) -> tuple[str, RenderSpec]:
+    if not isinstance(task, dict):
+        raise BadRequest("a tile task is a JSON object with job, spec and tile (or first and count)")
+    job_id = jobs.check_job_id(task.get("job"))
+    spec = parse_spec(task.get("spec"))
+    if spec.content_hash() != job_id:
+        raise SpecError("the task's spec does not belong to its job id", "spec")
+    return job_id, spec
+
+
+def parse_batch_task(task: Any) -> tuple[str, RenderSpec, int, int]:
+    """Validate a batch task ``{"job", "spec", "first", "count"}``: (job id, spec, first, end)."""
+    job_id, spec = _task_job(task)
+    first, count = task.get("first"), task.get("count")
+    for name, value in (("first", first), ("count", count)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BadRequest(f"{name} must be a whole number", name)
+    total = tile_count(spec)
+    if not (0 <= first and 1 <= count and first + count <= total):
+        raise BadRequest(f"tiles {first}..{first + count - 1} are not all among the job's {total} tiles", "count")
+    return job_id, spec, first, first + count
+
+
+def render(task: Any, store: ObjectStore) -> dict[str, Any]:
+    """What render_tile does with a task: a batch (``first``, ``count``) or a single ``tile``."""
+    if isinstance(task, dict) and "first" in task:
+        return render_batch(task, store)
+    return render_tile(task, store)
+
+
+def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
+    """Render a run of tiles and store them as one pack; the whole tile rows among them are also
+    coloured and encoded into the result's piece for those bands (``fractally.pieces``), so the
+    final assembly only joins. Two writes for the batch, whatever its size; no reads.
+
+    Repeating a batch writes the same objects again (same keys, same bytes): harmless.
+    """
+    started = time.perf_counter()
+    job_id, spec, first, end = parse_batch_task(task)
+    _, cols = grid(spec)
+    tiles, encoded = [], []
+    for index in range(first, end):
+        counts, smooth = render_tile_arrays(spec, tile(spec, index))
+        encoded.append(encode_tile(counts, smooth, spec.max_iter))
+        tiles.append((counts, smooth))
+    t1 = time.perf_counter()
+    store.put(jobs.pack_key(spec.pixels_hash(), first, end), packs.encode_pack(first, encoded))
+    band_first, band_end = -(-first // cols), end // cols  # the whole bands in [first, end)
+    written = 0
+    if band_end > band_first:
+        bands = [tiles[r * cols - first:(r + 1) * cols - first] for r in range(band_first, band_end)]
+        written = pieces.store_piece(store, job_id, pieces.encode(spec, band_first, bands))
+    return {"job": job_id, "first": first, "count": end - first, "bands": max(0, band_end - band_first),
+            "pieces": written, "seconds": {"render": t1 - started, "encode_store": time.perf_counter() - t1,
+                                           "total": time.perf_counter() - started}}
 
 
 def render_tile(task: dict, store: ObjectStore) -> dict[str, Any]:
@@ -116,18 +168,33 @@ def store_tile(rendered: RenderedTile, store: ObjectStore) -> dict[str, Any]:
 TileReady = Callable[[int], "Part | None"]
 
 
-def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None) -> Iterator[Band]:
-    """Read the job's tiles one band at a time (memory: one band)."""
-    rows, _ = grid(job.spec)
-    for r in range(rows):
+def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None,
+           reader: packs.TileReader | None = None, rows: Iterable[int] | None = None) -> Iterator[Band]:
+    """Read the job's tiles one band at a time (memory: one band), from packs or tile objects."""
+    reader = reader or packs.TileReader(store, job)
+    for r in rows if rows is not None else range(grid(job.spec)[0]):
         parts = []
         for t in band(job.spec, r):
             part = ready(t.index) if ready is not None else None
-            if part is None:
-                decoded = decode_tile(store.get(jobs.tile_key(job.pixels_hash, t.index)))
-                part = (decoded.counts, decoded.smooth)
-            parts.append(part)
+            parts.append(part if part is not None else reader.read(t.index))
         yield parts
+
+
+def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any]:
+    """Encode tile rows ``[first, end)`` of the job's result into their piece (``fractally.pieces``),
+    from their stored tiles: how rows that were rendered in parts, by several calls, are encoded in
+    parallel instead of all by the final assembly. Repeats write the same piece again."""
+    started = time.perf_counter()
+    job = jobs.load(store, job_id)
+    rows, _ = grid(job.spec)
+    if (not isinstance(bands, list) or len(bands) != 2 or any(isinstance(b, bool) or not isinstance(b, int) for b in bands)
+            or not 0 <= bands[0] < bands[1] <= rows):
+        raise BadRequest(f"bands must be [first, end] with 0 <= first < end <= {rows}", "bands")
+    first, end = bands
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        piece = pieces.encode(job.spec, first, list(_bands(store, job, rows=range(first, end))), pool)
+    pieces.store_piece(store, job_id, piece)
+    return {"job": job_id, "bands": [first, end], "status": "done", "seconds": time.perf_counter() - started}
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
@@ -158,10 +225,12 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
     job = jobs.load(store, job_id)
     if store.exists(job.result_key):
         return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
+    located = None
     if ready is None:
-        missing = jobs.missing_tiles(store, job)
+        located = jobs.tiles_located(store, job)
+        missing = job.tiles_total - sum(1 for i in located if i < job.tiles_total)
         if missing:
-            return {"job": job_id, "status": "incomplete", "missing": len(missing)}
+            return {"job": job_id, "status": "incomplete", "missing": missing}
     holder = lease.new_holder()
     if not force and not _claim(store, job_id, holder):
         return {"job": job_id, "status": "busy"}
@@ -173,18 +242,15 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
         renewal = lease.Renewal(store, CLAIM_RENEWAL, name="claim-renewal")
         renewal.add(jobs.claim_key(job_id), holder)
     try:
-        # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
-        # An assembler killed mid-write left its file there (or in /tmp): gone with its claim.
-        scratch = getattr(store, "scratch_dir", None) or tempfile.gettempdir()
-        orphans.remove_orphans(scratch, RESULT_TEMP)
-        fd, tmp = tempfile.mkstemp(prefix=orphans.temp_prefix(RESULT_TEMP), dir=scratch)
-        try:
-            with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                write_image(job.spec, _bands(store, job, ready), out, pool)
-            size = os.path.getsize(tmp)
-            written = store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        # An assembler killed mid-write left its file in the scratch folder: gone with its claim.
+        orphans.remove_orphans(getattr(store, "scratch_dir", None) or tempfile.gettempdir(), RESULT_TEMP)
+        reader = packs.TileReader(store, job, located)
+        made = _join_pieces(store, job, reader) if ready is None else None
+        if made is not None:
+            written, size, joined = made
+        else:
+            written, size = _write_result(store, job, _bands(store, job, ready, reader))
+            joined = 0
     finally:
         if renewal is not None:
             renewal.stop()  # before the release: no renewal brings the claim back
@@ -192,4 +258,41 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
         else:
             store.delete(jobs.claim_key(job_id))  # forced: the claim of the assembler this one replaces
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
-            "seconds": time.perf_counter() - started}
+            "pieces": joined, "seconds": time.perf_counter() - started}
+
+
+def _write_result(store: ObjectStore, job: jobs.Job, bands: Iterable[Band]) -> tuple[bool, int]:
+    """Encode ``bands`` into the result through one file (put-if-absent): (written, bytes)."""
+    # In the store's scratch folder, if it has one, put_file moves the result instead of copying it.
+    scratch = getattr(store, "scratch_dir", None) or tempfile.gettempdir()
+    fd, tmp = tempfile.mkstemp(prefix=orphans.temp_prefix(RESULT_TEMP), dir=scratch)
+    try:
+        with os.fdopen(fd, "wb") as out, ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            write_image(job.spec, bands, out, pool)
+        size = os.path.getsize(tmp)
+        return store.put_file(job.result_key, tmp, CONTENT_TYPES[job.spec.format], if_absent=True), size
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _join_pieces(store: ObjectStore, job: jobs.Job, reader: packs.TileReader) -> tuple[bool, int, int] | None:
+    """The result joined from the bands' pieces (``fractally.pieces``), the bands no piece covers
+    encoded here from their tiles; None if no piece is stored (then one writer streams the whole
+    result: nothing to join). (written, bytes, pieces joined)."""
+    by_first, sizes = pieces.stored(store, job)
+    if not by_first:
+        return None
+    rows, _ = grid(job.spec)
+    chosen, missing = pieces.cover(by_first, rows)
+    made = {}
+    if missing:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for r, parts in zip(missing, _bands(store, job, reader=reader, rows=missing)):
+                made[r] = pieces.encode(job.spec, r, [parts], pool)
+    ordered = sorted([*chosen, *made.values()], key=lambda p: p.first)
+    written = pieces.join(store, job, ordered, sizes)
+    size = sum(sizes.get(v, 0) if isinstance(v, str) else len(v) for p in ordered for v in p.parts.values())
+    pieces.remove(store, sizes)
+    return written, size, len(chosen)
+
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -202,3 +204,45 @@ def function_stub() -> Iterator[Callable[..., FunctionStub]]:
     for stub in started:
         stub.shutdown()
         stub.server_close()
+
+
+@dataclass
+class ServedFunctions:
+    """render_tile and assemble served over loopback HTTP by threads of this process, on one local store,
+    with every request body they were sent, in order (for the HTTP invoker's tests)."""
+
+    render_tile: str
+    assemble: str
+    store: LocalStore
+    calls: dict[str, list[dict]]
+
+
+@pytest.fixture
+def served_functions(tmp_path) -> Iterator[ServedFunctions]:
+    from werkzeug.serving import make_server
+
+    from fractally.config import Settings
+    from functions.assemble.app import create_app as create_assemble
+    from functions.render_tile.app import create_app as create_render_tile
+
+    settings = Settings(store_url=str(tmp_path / "store"))
+    calls: dict[str, list[dict]] = {"render_tile": [], "assemble": []}
+    servers = []
+    for name, create in (("render_tile", create_render_tile), ("assemble", create_assemble)):
+        app = create(settings)
+
+        def recorded(environ, start_response, app=app, seen=calls[name]):
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            seen.append(json.loads(body))
+            environ["wsgi.input"] = io.BytesIO(body)
+            return app(environ, start_response)
+
+        server = make_server("127.0.0.1", 0, recorded, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    try:
+        yield ServedFunctions(*(f"http://127.0.0.1:{s.server_port}/" for s in servers),
+                              LocalStore(settings.store_url), calls)
+    finally:
+        for server in servers:
+            server.shutdown()

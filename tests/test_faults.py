@@ -286,6 +286,11 @@ def test_assemble_killed_mid_write_never_shows_a_partial_result_and_the_retry_fi
     spec = {"c": [-0.7269, 0.1889], "width": 3072, "height": 3072, "tile_size": 256, "max_iter": 200,
             "format": "png"}
     reference = cli_render(spec, tmp_path / "clean.png")
+    # The same picture in other colours first: its tiles are stored, so the job is only an assembly, from
+    # the tiles, through the assembler's file (no band of it was encoded by render_tile: fractally.pieces).
+    recoloured = faulty.submit({**spec, "colormap": "fire"})
+    assert recoloured.status_code == 202, recoloured.text
+    faulty.wait_done(recoloured.json()["id"])
     job_id = parse_spec(spec).content_hash()
     key, claim = jobs.result_key(job_id, "png"), jobs.claim_key(job_id)
     seen: list[bytes] = []

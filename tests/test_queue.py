@@ -114,7 +114,7 @@ def test_task_failing_every_time_fails_its_job_after_max_deliveries(
     """A tile whose key cannot be written is tried max_deliveries (3) times, then the job is failed."""
     store = store_from_settings(queue_settings)
     job, _ = jobs.create(store, parse_spec(SMALL_SPEC))
-    blocked = Path(queue_settings.store_url, *jobs.tile_key(job.pixels_hash, 0).split("/"))
+    blocked = Path(queue_settings.store_url, *jobs.pack_key(job.pixels_hash, 0, 1).split("/"))  # its batch's pack
     (blocked / "in-the-way").mkdir(parents=True)  # a folder where the tile's file must go
     worker = start_worker(queue_settings)
     invoker = QueueInvoker(store, queue_settings)

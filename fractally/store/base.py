@@ -8,7 +8,10 @@ idempotent work, file uploads with bounded memory for large results, and URLs to
 from __future__ import annotations
 
 import abc
+import os
 import re
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from fractally.errors import InvalidKey
@@ -138,6 +141,30 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[str]:
         """Every key that starts with ``prefix`` (a plain string prefix), sorted."""
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        """``list`` with each object's size in bytes (a backend that has them from its listing says so)."""
+        return {key: len(self.get(key)) for key in self.list(prefix)}
+
+    def join(self, key: str, parts: Sequence[str | bytes], *, sizes: dict[str, int] | None = None,
+             content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False) -> bool:
+        """Store ``parts`` one after another as one object at ``key``: a ``str`` is the key of an object
+        to copy, ``bytes`` are bytes to write. True if written (``if_absent`` as in ``put_file``).
+
+        How band-parallel assembly makes one file from pieces made elsewhere. This default goes
+        through a temporary file (memory: one part at a time); a backend that can join objects where
+        they are (S3: multipart upload with UploadPartCopy) overrides it. ``sizes``: the objects' sizes
+        when the caller has them from a listing (``list_sizes``), which such a backend uses to plan.
+        """
+        scratch = getattr(self, "scratch_dir", None) or tempfile.gettempdir()
+        fd, tmp = tempfile.mkstemp(prefix="fractally-join-", dir=scratch)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for part in parts:
+                    out.write(part if isinstance(part, bytes) else self.get(part))
+            return self.put_file(key, tmp, content_type, if_absent=if_absent)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

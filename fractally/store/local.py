@@ -247,6 +247,15 @@ class LocalStore(ObjectStore):
             keys.extend(k for k in (rel + f for f in filenames) if k.startswith(prefix) and is_valid_key(k))
         return sorted(keys)
 
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        sizes = {}
+        for key in self.list(prefix):
+            try:
+                sizes[key] = os.stat(self._path(key)).st_size
+            except FileNotFoundError:
+                continue  # deleted since the listing
+        return sizes
+
     def delete(self, key: str) -> None:
         path, _ = self._leaf(key)
         try:

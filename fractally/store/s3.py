@@ -38,7 +38,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,7 @@ from fractally.store.base import (
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB  # put_file holds one part in memory at a time
 _MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
+JOIN_PARALLEL = 8  # parts of a join in flight at once
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Codes that mean "this store cannot work as configured": answered as 503, not as the caller's fault.
 _UNUSABLE_CODES = {
@@ -302,6 +304,96 @@ class S3Store(ObjectStore):
             for page in pages:
                 keys.extend(obj["Key"][len(self.prefix):] for obj in page.get("Contents", ()))
         return sorted(k for k in keys if is_valid_key(k))
+
+    def list_sizes(self, prefix: str = "") -> dict[str, int]:
+        full = self.prefix + check_prefix(prefix)
+        sizes = {}
+        with self._errors():
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full, PaginationConfig={"PageSize": self.list_page_size},
+            )
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"][len(self.prefix):]
+                    if is_valid_key(key):
+                        sizes[key] = int(obj["Size"])
+        return dict(sorted(sizes.items()))
+
+    def join(self, key: str, parts: Sequence[str | bytes], *, sizes: dict[str, int] | None = None,
+             content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False) -> bool:
+        """A multipart upload whose parts are, where they can be, the objects themselves, copied inside
+        the store (``UploadPartCopy``): their bytes never pass through this process.
+
+        Every part but the last must be at least 5 MiB, so small objects and inline bytes are read
+        into a buffer sent once it reaches that size; an object of 5 MiB or more met with the buffer
+        empty is copied whole. A join under 5 MiB in all is one ``PutObject``.
+        """
+        sizes = dict(sizes or {})
+        for part in parts:
+            if isinstance(part, str) and part not in sizes:
+                sizes[part] = self._size(part)
+        total = sum(len(p) if isinstance(p, bytes) else sizes[p] for p in parts)
+        name = self._full(key)
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
+        with self._errors(key):
+            if if_absent and self._head(name):
+                return False
+            if total < _MIN_PART_SIZE:
+                data = b"".join(p if isinstance(p, bytes) else self.get(p) for p in parts)
+                return self._conditional(lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=name, Body=data, ContentType=content_type, **condition))
+            client = self.client
+            upload_id = client.create_multipart_upload(Bucket=self.bucket, Key=name, ContentType=content_type)["UploadId"]
+            sent: list[Future] = []
+
+            def send(number: int, body: dict[str, Any]) -> dict[str, Any]:
+                if "CopySource" in body:
+                    etag = client.upload_part_copy(Bucket=self.bucket, Key=name, UploadId=upload_id,
+                                                   PartNumber=number, **body)["CopyPartResult"]["ETag"]
+                else:
+                    etag = client.upload_part(Bucket=self.bucket, Key=name, UploadId=upload_id,
+                                              PartNumber=number, **body)["ETag"]
+                return {"ETag": etag, "PartNumber": number}
+
+            # Parts go up JOIN_PARALLEL at a time (a copy inside the store takes a round trip and the
+            # copying; one after another, a few hundred pieces would take as many round trips).
+            with ThreadPoolExecutor(JOIN_PARALLEL, thread_name_prefix="s3-join") as pool:
+                in_flight = threading.BoundedSemaphore(JOIN_PARALLEL)
+
+                def submit(**body: Any) -> None:
+                    in_flight.acquire()  # bounds the buffered parts held in memory too
+                    future = pool.submit(send, len(sent) + 1, body)
+                    future.add_done_callback(lambda _: in_flight.release())
+                    sent.append(future)
+
+                try:
+                    buffer = bytearray()
+                    for part in parts:
+                        if isinstance(part, str) and not buffer and sizes[part] >= _MIN_PART_SIZE:
+                            submit(CopySource={"Bucket": self.bucket, "Key": self._full(part)})
+                            continue
+                        buffer += part if isinstance(part, bytes) else self.get(part)
+                        if len(buffer) >= _MIN_PART_SIZE:
+                            submit(Body=bytes(buffer))
+                            buffer.clear()
+                    if buffer or not sent:
+                        submit(Body=bytes(buffer))
+                    done = [f.result() for f in sent]
+                    written = self._conditional(lambda: client.complete_multipart_upload(
+                        Bucket=self.bucket, Key=name, UploadId=upload_id, MultipartUpload={"Parts": done},
+                        **condition))
+                except BaseException:
+                    for f in sent:
+                        f.cancel()
+                    self._abort(name, upload_id)
+                    raise
+            if not written:
+                self._abort(name, upload_id)
+            return written
+
+    def _size(self, key: str) -> int:
+        with self._errors(key):
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
 
     def delete(self, key: str) -> None:
         name = self._full(key)

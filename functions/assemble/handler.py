@@ -10,7 +10,10 @@ from fractally.store import ObjectStore
 
 
 def handle(event: Any, store: ObjectStore) -> dict[str, Any]:
-    """``event`` is ``{"job": "<id>"}``; answers ``{"status": "done" | "busy" | "incomplete", ...}``."""
+    """``event`` is ``{"job": "<id>"}``: the result, answering ``{"status": "done" | "busy" | "incomplete",
+    ...}``; or ``{"job": "<id>", "bands": [first, end]}``: only those tile rows' piece of it."""
     if not isinstance(event, dict) or not isinstance(event.get("job"), str):
         raise BadRequest('an assemble request is a JSON object {"job": "<job id>"}', "job")
+    if "bands" in event:
+        return tasks.assemble_bands(event["job"], event["bands"], store)
     return tasks.assemble(event["job"], store)

@@ -1,4 +1,4 @@
-"""render_tile: one tile of a job, computed and written to the store (idempotent)."""
+"""render_tile: a batch of a job's tiles (or one tile), computed and written to the store (idempotent)."""
 
 from __future__ import annotations
 
@@ -9,5 +9,6 @@ from fractally.store import ObjectStore
 
 
 def handle(event: Any, store: ObjectStore) -> dict[str, Any]:
-    """``event`` is a tile task ``{"job", "spec", "tile"}``; answers its key, timings and ``cached``."""
-    return tasks.render_tile(event, store)
+    """``event`` is a batch of tiles ``{"job", "spec", "first", "count"}`` or one tile ``{"job", "spec",
+    "tile"}``; answers what was stored and its timings (``tasks.render``)."""
+    return tasks.render(event, store)

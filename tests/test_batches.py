@@ -1,0 +1,197 @@
+"""Batches of tiles and band pieces: how the distributed path scales with the cluster, not the grid.
+
+A job is cut into about as many calls as there are workers (``plan_batches``); a batch stores its
+tiles as one pack and, for the whole tile rows it holds, the result's bytes for those bands; the
+final assembly joins the pieces in the store. Whatever the cut, the result is byte for byte the one
+``fractally render`` writes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from fractally import jobs, pieces, tasks
+from fractally.codec import decode_tile
+from fractally.compose import render_image
+from fractally.errors import BadRequest
+from fractally.invoke import plan_batches
+from fractally.spec import parse_spec
+from fractally.store import ObjectStore
+from fractally.tiling import grid, render_tile_arrays, tile
+
+# 7 rows of 5 tiles, the last row and column narrower than the rest
+SPEC = {"fractal": "julia", "c": [-0.8, 0.156], "width": 70, "height": 100, "tile_size": 16, "max_iter": 80}
+
+
+def _expected(spec_body: dict) -> bytes:
+    out = io.BytesIO()
+    with ThreadPoolExecutor(2) as pool:
+        render_image(parse_spec(spec_body), out, pool)
+    return out.getvalue()
+
+
+def _run_job(store: ObjectStore, spec_body: dict, batches: list[tuple[int, int]]) -> dict:
+    job, _ = jobs.create(store, parse_spec(spec_body))
+    for first, end in batches:
+        tasks.render(job.batch_task(first, end), store)
+    return tasks.assemble(job.id, store)
+
+
+def test_plan_cuts_whole_tile_rows_when_there_are_more_rows_than_batches() -> None:
+    spec = parse_spec(SPEC)
+    rows, cols = grid(spec)
+    runs = plan_batches(spec, list(range(rows * cols)), target=3)
+    assert all(first % cols == 0 and (end % cols == 0 or end == rows * cols) for first, end in runs)
+    assert [i for first, end in runs for i in range(first, end)] == list(range(rows * cols))
+    assert len(runs) <= 3
+
+
+def test_plan_cuts_rows_in_parts_when_there_are_more_batches_than_rows() -> None:
+    spec = parse_spec(SPEC)
+    rows, cols = grid(spec)
+    runs = plan_batches(spec, list(range(rows * cols)), target=20)
+    assert all(first // cols == (end - 1) // cols for first, end in runs), "a part never spans two rows"
+    assert [i for first, end in runs for i in range(first, end)] == list(range(rows * cols))
+    assert rows < len(runs) <= 2 * 20
+
+
+def test_plan_of_missing_tiles_keeps_the_cuts_of_the_whole_job() -> None:
+    """A job sent again (say, after its replica died) makes the runs the first dispatch made, less what is stored."""
+    spec = parse_spec(SPEC)
+    everything = list(range(35))
+    whole = plan_batches(spec, everything, target=7)
+    missing = [i for i in everything if i not in (5, 6, 7, 8, 9)]
+    again = plan_batches(spec, missing, target=7)
+    assert set(again) <= set(whole) and (5, 10) not in again
+
+
+def test_a_batch_is_one_pack_and_one_piece_for_its_whole_rows(local_store: ObjectStore) -> None:
+    job, _ = jobs.create(local_store, parse_spec(SPEC))
+    answer = tasks.render(job.batch_task(3, 12), local_store)  # tiles 3..11: row 1 whole (5..9), parts of 0 and 2
+    keys = local_store.list("")
+    assert [k for k in keys if k.startswith("tiles/")] == [jobs.pack_key(job.pixels_hash, 3, 12)]
+    assert [k.split("/")[-1].split(".")[0] for k in keys if "/pieces/" in k] == ["0000001-0000002"]
+    assert (answer["count"], answer["bands"], answer["pieces"]) == (9, 1, 1)
+
+
+def test_a_tile_in_a_pack_is_the_tile_a_single_task_stores(local_store: ObjectStore) -> None:
+    spec = parse_spec(SPEC)
+    job, _ = jobs.create(local_store, spec)
+    tasks.render(job.batch_task(0, 10), local_store)
+    from fractally.packs import TileReader
+
+    counts, smooth = TileReader(local_store, job).read(7)
+    want_counts, want_smooth = render_tile_arrays(spec, tile(spec, 7))
+    assert (counts == want_counts).all() and (smooth.view("u4") == want_smooth.view("u4")).all()
+    assert jobs.tiles_present(local_store, job) == set(range(10))
+
+
+@pytest.mark.parametrize("fmt", ["png", "msgpack"])
+@pytest.mark.parametrize("target", [1, 3, 7, 20])
+def test_a_result_joined_from_batches_is_the_one_render_writes(store: ObjectStore, fmt: str, target: int) -> None:
+    """One batch, whole-row batches, one row each, parts of rows (no pieces): the same bytes."""
+    body = {**SPEC, "format": fmt}
+    spec = parse_spec(body)
+    answer = _run_job(store, body, plan_batches(spec, list(range(35)), target))
+    assert answer["status"] == "done" and answer["written"] is True
+    job = jobs.new_job(spec)
+    assert store.get(job.result_key) == _expected(body)
+    assert store.list(pieces.pieces_prefix(job.id)) == [], "the pieces are gone once joined"
+
+
+def test_bands_without_a_piece_are_made_by_the_assembly(store: ObjectStore) -> None:
+    """Rows 0-2 come as whole rows (pieces), rows 3-6 in parts (no pieces): joined and encoded alike."""
+    batches = [(0, 15), *((i, i + 1) for i in range(15, 35))]
+    answer = _run_job(store, SPEC, batches)
+    assert answer["pieces"] == 1
+    assert store.get(jobs.new_job(parse_spec(SPEC)).result_key) == _expected(SPEC)
+
+
+def test_a_job_with_a_tile_missing_is_not_assembled(local_store: ObjectStore) -> None:
+    answer = _run_job(local_store, SPEC, [(0, 34)])
+    assert answer == {"job": answer["job"], "status": "incomplete", "missing": 1}
+
+
+@pytest.mark.parametrize("task, field", [
+    ({"first": 30, "count": 6}, "count"),
+    ({"first": -1, "count": 2}, "count"),
+    ({"first": 0, "count": 0}, "count"),
+    ({"first": "0", "count": 2}, "first"),
+    ({"first": 0, "count": True}, "count"),
+])
+def test_a_batch_outside_the_grid_is_refused_naming_the_field(local_store: ObjectStore, task: dict,
+                                                              field: str) -> None:
+    job, _ = jobs.create(local_store, parse_spec(SPEC))
+    with pytest.raises(BadRequest) as err:
+        tasks.render({"job": job.id, "spec": job.spec.normalized(), **task}, local_store)
+    assert err.value.field == field
+    assert local_store.list("tiles/") == []
+
+
+def test_every_band_of_a_png_is_framed_in_idat_chunks_of_its_own() -> None:
+    """What lets bands made by different processes join into the bytes one writer makes."""
+    data = _expected(SPEC)
+    chunks, at = [], 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        chunks.append((kind, length))
+        at += 12 + length
+    idats = [length for kind, length in chunks if kind == b"IDAT"]
+    rows, _ = grid(parse_spec(SPEC))
+    assert len(idats) == rows + 1  # small bands: one chunk each, and the trailer's
+    assert idats[-1] == 6  # the final empty block and the Adler-32
+
+
+def test_a_pack_decodes_with_the_tile_decoder(local_store: ObjectStore) -> None:
+    from fractally.packs import decode_pack
+
+    job, _ = jobs.create(local_store, parse_spec(SPEC))
+    tasks.render(job.batch_task(0, 2), local_store)
+    first, tiles = decode_pack(local_store.get(jobs.pack_key(job.pixels_hash, 0, 2)))
+    assert first == 0 and [decode_tile(t).counts.shape for t in tiles] == [(16, 16), (16, 16)]
+
+
+def _http_job(served, spec_body: dict, batches: int) -> tuple[jobs.Job, bytes]:
+    """The job sent by an HTTP invoker cut into ``batches`` calls to the served functions; its result."""
+    from fractally.config import Settings
+    from fractally.invoke import HttpInvoker
+
+    settings = Settings(store_url=str(served.store.root), invoker="http", render_tile_url=served.render_tile,
+                        assemble_url=served.assemble, http_concurrency=4, batches=batches)
+    invoker = HttpInvoker(served.store, settings)
+    try:
+        job, _ = jobs.create(served.store, parse_spec(spec_body))
+        assert invoker.dispatch(job, list(range(job.tiles_total)))
+        assert invoker.wait_until_idle(timeout=60)
+    finally:
+        invoker.close()
+    return job, served.store.get(job.result_key)
+
+
+def test_http_invoker_makes_about_as_many_calls_as_batches_asked(served_functions) -> None:
+    job, result = _http_job(served_functions, SPEC, batches=3)
+    assert result == _expected(SPEC)
+    tile_calls = served_functions.calls["render_tile"]
+    assert 1 < len(tile_calls) <= 3 and sum(c["count"] for c in tile_calls) == job.tiles_total
+    assert served_functions.calls["assemble"] == [{"job": job.id}], "whole rows: the pieces came with the tiles"
+
+
+def test_rows_sent_in_parts_are_encoded_by_a_call_each_before_the_join(served_functions) -> None:
+    job, result = _http_job(served_functions, SPEC, batches=20)
+    assert result == _expected(SPEC)
+    rows, _ = grid(job.spec)
+    assemble_calls = served_functions.calls["assemble"]
+    assert sorted(c["bands"][0] for c in assemble_calls[:-1]) == list(range(rows))
+    assert assemble_calls[-1] == {"job": job.id}, "the final assembly comes after every row's piece"
+
+
+def test_a_band_call_outside_the_grid_is_a_400_naming_bands(served_functions, local_store) -> None:
+    import requests
+
+    job, _ = jobs.create(served_functions.store, parse_spec(SPEC))
+    resp = requests.post(served_functions.assemble, json={"job": job.id, "bands": [3, 99]}, timeout=30)
+    assert resp.status_code == 400 and resp.json()["error"]["field"] == "bands"
