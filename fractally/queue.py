@@ -6,8 +6,7 @@ both created on first use)::
     <stream>        work queue    <subject>.tiles.<job id>     one task per batch of tiles (JSON: job, spec,
                                                                  first, count: ``invoke.plan_batches``)
                                   <subject>.assemble.<job id>  "assemble this job" (JSON: job)
-    <stream>_DONE   limits, 1 day <subject>.done.<job id>      one small marker per finished tile (a batch
-                                                                 publishes its markers together)
+    <stream>_DONE   limits, 1 day <subject>.done.<job id>      one small marker per finished task
 
 **The api** (``QueueInvoker``) publishes a job's missing tiles and returns once JetStream has
 stored them. A work-queue stream deletes a task when it is acked, so a job is *active* while any
@@ -15,12 +14,13 @@ of its tasks is still in the stream; resubmitting an active job publishes nothin
 replica is asked. The api never hears back: status is read off the store, as with every invoker.
 
 **Workers** (``fractally worker``, any number, one durable pull consumer) take one task per free
-slot, call ``tasks.render_tile`` and ack only after the tile is in the store.
+slot, call ``tasks.render`` (a batch of tiles: one pack, and the pieces of its whole tile rows) and
+ack only after the tiles are in the store.
 
-**Completion.** No process sees every tile, so each worker, after storing its tile, publishes a
+**Completion.** No process sees every tile, so each worker, after storing its task's tiles, publishes a
 done marker and reads how many markers the job has (JetStream answers a publish only once the
-message is stored, so the worker that stores the last tile sees them all). When the count reaches
-the number of tiles the api published (sent in the ``Fractally-Tiles`` header), that worker
+message is stored, so the worker that stores the last batch sees them all). When the count reaches
+the number of tasks the api published (sent in the ``Fractally-Tasks`` header), that worker
 checks the store once — the store, not the count, is the truth: a marker sent twice by a
 redelivered task only causes an extra check — and publishes an assemble task. Assembly runs on a
 worker too (the api does no CPU work). Two workers finishing together may both publish it;
@@ -65,12 +65,17 @@ T = TypeVar("T")
 
 #: The durable consumer every worker pulls from (one consumer, so each task goes to one worker).
 CONSUMER = "workers"
-#: Header on a tile task: how many tiles the api published for this round of the job.
+#: Headers on a tile task: how many tiles, and in how many tasks, the api published for this round of
+#: the job (a task's worker publishes one done marker; the one that sees as many as there were tasks
+#: checks the store and queues the assembly).
 TILES_HEADER = "Fractally-Tiles"
+TASKS_HEADER = "Fractally-Tasks"
 #: How long done markers are kept (they only matter while a job runs).
 DONE_MAX_AGE = 24 * 3600.0
 #: Publishes in flight at once when the api queues a job.
 PUBLISH_BATCH = 256
+#: Jobs whose progress a queue api replica remembers (the latest it queued).
+PUBLISHED_KEPT = 1024
 #: Tasks a job is cut into unless ``FRACTALLY_BATCHES`` says (the api does not know how many workers
 #: there are): enough to keep a few dozen workers busy, few enough that a task is worth its messages.
 QUEUE_BATCHES = 64
@@ -196,6 +201,8 @@ class QueueInvoker(Invoker):
         self._nc: Any = None
         self._js: Any = None
         self._connect_lock = threading.Lock()
+        #: job id -> (job, tiles stored before, tiles per task) of the jobs this replica queued
+        self._published: dict[str, tuple[jobs.Job, int, float]] = {}
 
     # -- connection (lazy, so the api starts even while NATS is still coming up) ------------
 
@@ -241,16 +248,39 @@ class QueueInvoker(Invoker):
             return False
         self._call(lambda js: self._publish_job(js, job, indices), timeout=max(60.0, len(indices) / 50))
         log.info("job %s: %d tile(s) queued on %s", job.id, len(indices), self.subjects.tiles(job.id))
+        with self._lock:
+            self._published[job.id] = (job, job.tiles_total - len(indices),
+                                       len(indices) / max(1, len(plan_batches(job.spec, indices, self._batches()))))
+            while len(self._published) > PUBLISHED_KEPT:
+                self._published.pop(next(iter(self._published)))
         return True
+
+    def _batches(self) -> int:
+        return self.settings.batches or QUEUE_BATCHES
+
+    def progress(self, job_id: str) -> tuple[jobs.Job, int] | None:
+        """For a job this replica queued: its tiles done, counted off the done markers (one NATS request)
+        instead of listing the store -- a marker a task, so to within one task's tiles. Other replicas (or
+        NATS away): None, and the store is read."""
+        with self._lock:
+            published = self._published.get(job_id)
+        if published is None:
+            return None
+        job, present, per_task = published
+        try:
+            done = self._call(lambda js: count_on(js, self.subjects.done_stream, self.subjects.done(job_id)), 5.0)
+        except QueueUnavailable:
+            return None
+        return job, min(job.tiles_total, present + round(done * per_task))
 
     async def _publish_job(self, js: Any, job: jobs.Job, indices: list[int]) -> None:
         if not indices:
             await self._publish_assemble(js, job.id)
             return
         await js.purge_stream(self.subjects.done_stream, subject=self.subjects.done(job.id))
-        headers = {TILES_HEADER: str(len(indices))}
         subject = self.subjects.tiles(job.id)
-        batches = plan_batches(job.spec, indices, self.settings.batches or QUEUE_BATCHES)
+        batches = plan_batches(job.spec, indices, self._batches())
+        headers = {TILES_HEADER: str(len(indices)), TASKS_HEADER: str(len(batches))}
         for start in range(0, len(batches), PUBLISH_BATCH):
             await asyncio.gather(*(
                 js.publish(subject, json.dumps(job.batch_task(first, end)).encode(), stream=self.subjects.stream,
@@ -288,18 +318,14 @@ def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
-def _tile_count(body: Any) -> int:
-    """Tiles in a task: a batch's ``count``, else one."""
-    count = body.get("count") if isinstance(body, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
-
-
 def _label(body: Any) -> str:
     """The task's tiles, for logs and the user's failure message."""
-    if isinstance(body, dict) and "first" in body:
-        first, count = body.get("first"), _tile_count(body)
-        return f"tile {first}" if count == 1 else f"tiles {first}-{first + count - 1}" if isinstance(first, int) else "tiles"
-    return f"tile {body.get('tile') if isinstance(body, dict) else '?'}"
+    if not isinstance(body, dict):
+        return "a tile task"
+    first, count = body.get("first"), body.get("count")
+    if isinstance(first, int) and isinstance(count, int) and count > 1:
+        return f"tiles {first}-{first + count - 1}"
+    return f"tile {first if isinstance(first, int) else body.get('tile')}"
 
 
 def retry_delay(delivered: int) -> float:
@@ -429,7 +455,7 @@ class Worker:
             return
         try:
             if kind == "tiles":
-                await self._tiles_stored(job_id, _tile_count(body), msg.headers or {})
+                await self._tiles_stored(job_id, msg.headers or {})
         except Exception as err:  # the tile is stored; retrying the task redoes only this check
             alive.cancel()
             await self._failed(msg, what, label, job_id, delivered, err)
@@ -457,13 +483,11 @@ class Worker:
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         await msg.term()
 
-    async def _tiles_stored(self, job_id: str, count: int, headers: dict[str, str]) -> None:
-        """Publish a done marker per tile of the task; if the job looks complete, check the store and
-        queue assembly."""
-        await asyncio.gather(*(self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream,
-                                               timeout=10) for _ in range(count)))
-        try:  # without the header (a task from elsewhere), check the store after every tile
-            expected = max(1, int(headers.get(TILES_HEADER, "1")))
+    async def _tiles_stored(self, job_id: str, headers: dict[str, str]) -> None:
+        """Publish the task's done marker; if the job looks complete, check the store and queue assembly."""
+        await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
+        try:  # without the headers (a task from elsewhere), check the store after every task
+            expected = max(1, int(headers.get(TASKS_HEADER) or headers.get(TILES_HEADER) or "1"))
         except ValueError:
             expected = 1
         if await count_on(self.js, self.subjects.done_stream, self.subjects.done(job_id)) < expected:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fractally import jobs, lease, tasks
 from fractally.compose import CONTENT_TYPES, render_image
@@ -20,6 +21,8 @@ from fractally.store import ObjectStore, open_store
 
 log = logging.getLogger("fractally.service")
 
+#: Manifests a replica keeps in memory (``Service._job``).
+MANIFESTS_KEPT = 4096
 #: A job in one of these states is still to be carried on by some api replica.
 UNFINISHED = ("queued", "running", "assembling")
 
@@ -36,6 +39,8 @@ class Service:
     store: ObjectStore
     invoker: Invoker
     sync_pool: ThreadPoolExecutor
+    _manifests: dict[str, jobs.Job] = field(default_factory=dict)
+    _manifests_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Service":
@@ -65,12 +70,24 @@ class Service:
         invoker's memory (no manifest read, no listing of thousands of tiles per poll)."""
         live = self.invoker.progress(job_id)
         if live is None:
-            current = jobs.status(self.store, job_id)
+            current = jobs.status_of(self.store, self._job(job_id))
             if current.status in UNFINISHED and not self.invoker.durable:
                 self._carry_on(current)
             return current
         job, tiles_done = live
         return jobs.status_of(self.store, job, tiles_done)
+
+    def _job(self, job_id: str) -> jobs.Job:
+        """The job's manifest, read once: it never changes (the id is its spec's hash), so a poll need not
+        read it again."""
+        job = self._manifests.get(job_id)
+        if job is None:
+            job = jobs.load(self.store, job_id)
+            with self._manifests_lock:
+                self._manifests[job_id] = job
+                while len(self._manifests) > MANIFESTS_KEPT:
+                    self._manifests.pop(next(iter(self._manifests)))
+        return job
 
     def _carry_on(self, current: jobs.Status) -> None:
         """Dispatch an unfinished job that nobody carries on: the api replica that ran it is gone (killed,
