@@ -14,6 +14,9 @@ tiles together (``jobs.tiles_located``), so a later job sends only the tiles no 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterable
+
 import msgpack
 
 from fractally import jobs
@@ -39,23 +42,41 @@ class TileReader:
     read from its tile object.
     """
 
+    #: Objects ``prefetch`` reads at once: each read mostly waits on the store, not on this process.
+    READS_IN_FLIGHT = 16
+
     def __init__(self, store: ObjectStore, job: jobs.Job, located: dict[int, str] | None = None) -> None:
         self.store = store
         self.job = job
         self.located = located
         self._pack_key: str | None = None
         self._pack: tuple[int, list[bytes]] = (0, [])
+        self._fetched: dict[str, bytes] = {}
 
-    def read(self, index: int) -> Part:
+    def _key(self, index: int) -> str:
         if self.located is None:
             self.located = jobs.tiles_located(self.store, self.job)
-        key = self.located.get(index) or jobs.tile_key(self.job.pixels_hash, index)
+        return self.located.get(index) or jobs.tile_key(self.job.pixels_hash, index)
+
+    def prefetch(self, indices: Iterable[int]) -> None:
+        """Read every object that holds one of ``indices`` now, READS_IN_FLIGHT at a time (kept until
+        read): a band's packs in the time of about one store round trip instead of one each."""
+        keys = sorted({self._key(i) for i in indices} - self._fetched.keys() - {self._pack_key})
+        with ThreadPoolExecutor(self.READS_IN_FLIGHT) as pool:
+            self._fetched.update(zip(keys, pool.map(self.store.get, keys)))
+
+    def _get(self, key: str) -> bytes:
+        data = self._fetched.pop(key, None)
+        return self.store.get(key) if data is None else data
+
+    def read(self, index: int) -> Part:
+        key = self._key(index)
         if key.endswith(".pack"):
             if key != self._pack_key:
-                self._pack, self._pack_key = decode_pack(self.store.get(key)), key
+                self._pack, self._pack_key = decode_pack(self._get(key)), key
             first, tiles = self._pack
             data = tiles[index - first]
         else:
-            data = self.store.get(key)
+            data = self._get(key)
         decoded = decode_tile(data)
         return decoded.counts, decoded.smooth

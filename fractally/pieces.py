@@ -148,5 +148,4 @@ def join(store: ObjectStore, job: jobs.Job, pieces: list[Piece], sizes: dict[str
 
 def remove(store: ObjectStore, sizes: dict[str, int]) -> None:
     """Delete the listed pieces once the result holds their bytes (they are only space now)."""
-    for key in sizes:
-        store.delete(key)
+    store.delete_many(sizes)

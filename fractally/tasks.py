@@ -170,10 +170,13 @@ TileReady = Callable[[int], "Part | None"]
 
 def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None,
            reader: packs.TileReader | None = None, rows: Iterable[int] | None = None) -> Iterator[Band]:
-    """Read the job's tiles one band at a time (memory: one band), from packs or tile objects."""
+    """Read the job's tiles one band at a time (memory: one band), from packs or tile objects, the
+    band's objects all at once."""
     reader = reader or packs.TileReader(store, job)
     for r in rows if rows is not None else range(grid(job.spec)[0]):
         parts = []
+        if ready is None:
+            reader.prefetch(t.index for t in band(job.spec, r))
         for t in band(job.spec, r):
             part = ready(t.index) if ready is not None else None
             parts.append(part if part is not None else reader.read(t.index))
@@ -191,8 +194,9 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
             or not 0 <= bands[0] < bands[1] <= rows):
         raise BadRequest(f"bands must be [first, end] with 0 <= first < end <= {rows}", "bands")
     first, end = bands
+    reader = packs.TileReader(store, job)
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        piece = pieces.encode(job.spec, first, list(_bands(store, job, rows=range(first, end))), pool)
+        piece = pieces.encode(job.spec, first, list(_bands(store, job, reader=reader, rows=range(first, end))), pool)
     pieces.store_piece(store, job_id, piece)
     return {"job": job_id, "bands": [first, end], "status": "done", "seconds": time.perf_counter() - started}
 

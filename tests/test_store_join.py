@@ -53,3 +53,22 @@ def test_s3_join_copies_big_pieces_inside_the_store(s3_store_factory, monkeypatc
     assert store.join("joined", [b"h", "c/0", "c/1", "c/2", b"t"])
     assert read == ["c/0"]
     assert len(get("joined")) == 18 * MIB + 2
+
+
+def test_join_of_many_small_pieces_keeps_their_order(store: ObjectStore) -> None:
+    """More pieces than are read ahead at once, of uneven sizes, crossing the 5 MiB part minimum."""
+    pieces = {f"many/{i:03d}": os.urandom(1000 + i * 97 if i % 7 else 2 * MIB) for i in range(40)}
+    for key, data in pieces.items():
+        store.put(key, data)
+    assert store.join("many-out", list(pieces), sizes=store.list_sizes("many/"))
+    assert store.get("many-out") == b"".join(pieces.values())
+
+
+def test_delete_many_removes_every_key_and_ignores_missing_ones(store: ObjectStore) -> None:
+    keys = [f"gone/{i}" for i in range(5)]
+    for key in keys:
+        store.put(key, b"x")
+    store.put("kept/0", b"y")
+    store.delete_many([*keys, "gone/never-was"])
+    assert store.list("gone/") == []
+    assert store.list("kept/") == ["kept/0"]

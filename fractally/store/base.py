@@ -11,7 +11,7 @@ import abc
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from fractally.errors import InvalidKey
@@ -169,6 +169,11 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object at ``key``; no error if there is none (deleting is idempotent)."""
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """``delete`` each key; a backend with a batch delete (S3: 1,000 keys a request) overrides it."""
+        for key in keys:
+            self.delete(key)
 
     @abc.abstractmethod
     def url(self, key: str, expires: int = 3600) -> str:

@@ -38,7 +38,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ from fractally.store.base import (
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB  # put_file holds one part in memory at a time
 _MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
-JOIN_PARALLEL = 8  # parts of a join in flight at once
+JOIN_PARALLEL = 8  # parts of a join in flight at once, and objects read ahead of it
+_END = object()
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Codes that mean "this store cannot work as configured": answered as 503, not as the caller's fault.
 _UNUSABLE_CODES = {
@@ -338,8 +340,9 @@ class S3Store(ObjectStore):
         with self._errors(key):
             if if_absent and self._head(name):
                 return False
+            copied = {p for p in parts if isinstance(p, str) and sizes[p] >= _MIN_PART_SIZE}
             if total < _MIN_PART_SIZE:
-                data = b"".join(p if isinstance(p, bytes) else self.get(p) for p in parts)
+                data = b"".join(self._read_ahead(parts, copied=set()))
                 return self._conditional(lambda: self.client.put_object(
                     Bucket=self.bucket, Key=name, Body=data, ContentType=content_type, **condition))
             client = self.client
@@ -368,11 +371,11 @@ class S3Store(ObjectStore):
 
                 try:
                     buffer = bytearray()
-                    for part in parts:
-                        if isinstance(part, str) and not buffer and sizes[part] >= _MIN_PART_SIZE:
+                    for part, data in zip(parts, self._read_ahead(parts, copied)):
+                        if data is None and not buffer:
                             submit(CopySource={"Bucket": self.bucket, "Key": self._full(part)})
                             continue
-                        buffer += part if isinstance(part, bytes) else self.get(part)
+                        buffer += data if data is not None else self.get(part)
                         if len(buffer) >= _MIN_PART_SIZE:
                             submit(Body=bytes(buffer))
                             buffer.clear()
@@ -390,6 +393,42 @@ class S3Store(ObjectStore):
             if not written:
                 self._abort(name, upload_id)
             return written
+
+    def _read_ahead(self, parts: Sequence[str | bytes], copied: set[str]) -> Iterator[bytes | None]:
+        """The bytes of each part in order (None for one to be copied in the store), the objects read
+        JOIN_PARALLEL ahead: a join of many small pieces waits about one round trip per JOIN_PARALLEL
+        pieces instead of one per piece, holding at most that many in memory."""
+        with ThreadPoolExecutor(JOIN_PARALLEL, thread_name_prefix="s3-read") as pool:
+            ahead: deque[Future | bytes | None] = deque()
+            todo = iter(parts)
+
+            def queue_next() -> None:
+                part = next(todo, _END)
+                if part is _END:
+                    return
+                if isinstance(part, bytes) or part in copied:
+                    ahead.append(part if isinstance(part, bytes) else None)
+                else:
+                    ahead.append(pool.submit(self.get, part))
+
+            for _ in range(JOIN_PARALLEL):
+                queue_next()
+            while ahead:
+                item = ahead.popleft()
+                queue_next()
+                yield item.result() if isinstance(item, Future) else item
+
+    def delete_many(self, keys: Iterable[str]) -> None:
+        """``DeleteObjects``, 1,000 keys a request (S3's limit)."""
+        names = [self._full(k) for k in keys]
+        with self._errors():
+            for start in range(0, len(names), 1000):
+                chunk = names[start:start + 1000]
+                answer = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": n} for n in chunk], "Quiet": True})
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise StoreUnavailable(f"the store did not delete {first.get('Key')}: {first.get('Message')}")
 
     def _size(self, key: str) -> int:
         with self._errors(key):
