@@ -1,0 +1,228 @@
+"""Deep views: every pixel iterated in float64 as a difference from one arbitrary-precision orbit.
+
+A pixel's orbit z is written z = Z_m + δ with Z the reference orbit (``fractally.orbit``), and
+
+    δ ← (2·Z_m + δ)·δ + δc        (mandelbrot: δc = the pixel's offset from the centre, δ₀ = 0;
+                                    julia: δc = 0, δ₀ = the pixel's offset)
+
+which float64 holds however deep the view: δ is as small as the pixels are far apart. The escape
+test is API.md's |z|² ≤ R² on z = Z_m + δ, and n counts steps as in the exact rule.
+
+**Rebasing** (Zhuoran, 2021) replaces glitch detection: when |Z_m + δ| < |δ| (the pixel's orbit
+passes nearer 0 than the reference's difference), or the reference runs out (it escaped, or
+max_iter), δ becomes the whole z and m goes back to 0 on the *critical orbit* W (the orbit of 0:
+for a mandelbrot the reference itself; for a julia set the orbit of 0 under z² + c). Since
+W₀ = 0, the new δ is z exactly as float64 holds it.
+
+**Extended exponent.** Below about 1e-290 a pixel's δ and δc no longer fit float64's exponent.
+Such a pixel starts in extended mode: δ and δc are float64 pairs with a shared int exponent
+(δ = (dr + i·di)·2^de), each step a sum of 2·Z·δ, δ² and δc aligned to the largest term's
+exponent, then renormalised. Once δ ≥ 2^-900 it switches to the plain float64 loop (δc, below
+2^-960·width, is then under float64's rounding of δ and dropped), and back if δ shrinks again
+(a rebase near 0 beside a deep minibrot).
+
+**Same bits everywhere.** One reference per job (its bytes are the same wherever computed: MPFR
+rounds correctly), the pixel offset from the whole image's index (API.md's formula, centre
+omitted), a fixed operation order, no fastmath, no FMA: every machine and every tiling gives the
+same counts. They are not the exact-arithmetic counts of the decimal coordinates: they agree on
+nearly every pixel (docs/BENCHMARKS.md, "Deep views"; tests/test_deep.py checks against mpmath).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fractally.kernel import CHUNK, _finish_strip, _inv_two_log2, ngjit
+
+#: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
+PLAIN_EXPONENT = -900
+#: A pixel spacing below 2^EXTENDED_SPACING needs the extended-exponent path (δc would underflow).
+EXTENDED_SPACING = -960
+_PLAIN_D2 = 2.0 ** (2 * PLAIN_EXPONENT)
+
+
+@ngjit
+def _split(re, im):
+    """(mantissa re, mantissa im, exponent) with the larger mantissa in [0.5, 1); zero gets a tiny exponent."""
+    big = max(abs(re), abs(im))
+    if big == 0.0:
+        return 0.0, 0.0, -(2**40)
+    _, e = math.frexp(big)
+    return math.ldexp(re, -e), math.ldexp(im, -e), e
+
+
+@ngjit
+def _scaled(x, shift):
+    """x · 2^shift for shift ≤ 0 (0 when it underflows), for sums of terms of different exponents."""
+    if shift < -1100:
+        return 0.0
+    return math.ldexp(x, shift)
+
+
+@ngjit
+def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, crit_mre, crit_mim, crit_exp,
+           off_re, off_im, off_exp, extended, max_iter, r2):
+    """One pixel's count and final |z|² (see the module docstring for the rule).
+
+    ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
+    float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
+    extended-exponent form.
+    """
+    # the difference δ and the per-pixel constant δc, as mantissas and an exponent
+    if julia:
+        dr, di, de = off_re, off_im, off_exp
+        cr, ci, ce = 0.0, 0.0, -(2**40)
+    else:
+        dr, di, de = 0.0, 0.0, -(2**40)
+        cr, ci, ce = off_re, off_im, off_exp
+    # δc as a float64 for the plain loop: the offset itself in a plain view; in an extended one it is
+    # below float64's rounding of δ whenever the plain loop runs (0 or a subnormal here)
+    pcr = math.ldexp(cr, ce) if ce > -1100 else 0.0
+    pci = math.ldexp(ci, ce) if ce > -1100 else 0.0
+    plain = (not extended) or de > PLAIN_EXPONENT
+    if plain:
+        dr = math.ldexp(dr, de) if de > -1100 else 0.0
+        di = math.ldexp(di, de) if de > -1100 else 0.0
+    zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
+    last = len(zre) - 1
+    m = 0
+    n = 0
+    z2 = 0.0
+    while True:
+        Zr = zre[m]
+        Zi = zim[m]
+        if plain:
+            xr = Zr + dr
+            xi = Zi + di
+            z2 = xr * xr + xi * xi
+            if not z2 <= r2 or n >= max_iter:
+                break
+            d2 = dr * dr + di * di
+            if z2 < d2 or m == last:  # rebase onto the critical orbit, whose W₀ = 0
+                dr, di = xr, xi
+                zre, zim, zm, ze, zx = crit_re, crit_im, crit_mre, crit_mim, crit_exp
+                last = len(zre) - 1
+                m = 0
+                Zr = zre[0]
+                Zi = zim[0]
+                d2 = z2
+            tr = (Zr + Zr) + dr
+            ti = (Zi + Zi) + di
+            nr = (tr * dr - ti * di) + pcr
+            ni = (tr * di + ti * dr) + pci
+            dr, di = nr, ni
+            m += 1
+            n += 1
+            if extended and dr * dr + di * di < _PLAIN_D2:  # too small for float64's exponent: extended again
+                dr, di, de = _split(dr, di)
+                plain = False
+            continue
+        # extended mode: δ = (dr + i di)·2^de, |δ| < 2^PLAIN_EXPONENT
+        xr = Zr + math.ldexp(dr, de) if de > -1100 else Zr
+        xi = Zi + math.ldexp(di, de) if de > -1100 else Zi
+        z2 = xr * xr + xi * xi
+        if not z2 <= r2 or n >= max_iter:
+            break
+        Mr = zm[m]
+        Mi = ze[m]
+        Me = zx[m]
+        # z = Z + δ aligned to the larger exponent; rebase when |z| < |δ| or the reference ends
+        top = max(Me, de)
+        sr = _scaled(Mr, Me - top) + _scaled(dr, de - top)
+        si = _scaled(Mi, Me - top) + _scaled(di, de - top)
+        qr = _scaled(dr, de - top)
+        qi = _scaled(di, de - top)
+        if sr * sr + si * si < qr * qr + qi * qi or m == last:
+            dr, di, e = _split(sr, si)
+            de = top + e
+            zre, zim, zm, ze, zx = crit_re, crit_im, crit_mre, crit_mim, crit_exp
+            last = len(zre) - 1
+            m = 0
+            Mr = zm[0]
+            Mi = ze[0]
+            Me = zx[0]
+        # δ' = 2·Z·δ + δ² + δc, each term as mantissas and an exponent, summed at the largest
+        ar = 2.0 * (Mr * dr - Mi * di)
+        ai = 2.0 * (Mr * di + Mi * dr)
+        ea = Me + de
+        br = dr * dr - di * di
+        bi = 2.0 * (dr * di)
+        eb = de + de
+        top = max(ea, eb, ce)
+        sr = (_scaled(ar, ea - top) + _scaled(br, eb - top)) + _scaled(cr, ce - top)
+        si = (_scaled(ai, ea - top) + _scaled(bi, eb - top)) + _scaled(ci, ce - top)
+        dr, di, e = _split(sr, si)
+        de = top + e
+        m += 1
+        n += 1
+        if de > PLAIN_EXPONENT:  # large enough for float64: the plain loop
+            dr, di = math.ldexp(dr, de), math.ldexp(di, de)
+            plain = True
+    return n, z2
+
+
+@ngjit
+def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale_e: int, extended: bool,
+                     width: int, height: int, max_iter: int, escape_radius: float, row0: int, col0: int,
+                     counts: np.ndarray, smooth: np.ndarray) -> None:
+    """Fill ``counts`` and ``smooth`` for the window at (row0, col0) of a deep view.
+
+    ``ref``/``crit``: (re, im, mre, mim, exp) arrays of the reference and critical orbits. The
+    view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is API.md's
+    ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
+    then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
+    """
+    rows, cols = counts.shape
+    r2 = escape_radius * escape_radius
+    nbuf = np.empty(cols, np.int32)
+    mbuf = np.empty(cols, np.float64)
+    exponent = np.empty(CHUNK, np.float64)
+    mantissa = np.empty(CHUNK, np.float64)
+    inv_two_log2_r = _inv_two_log2(escape_radius, exponent, mantissa)
+    half_w = width / 2
+    half_h = height / 2
+    for i in range(rows):
+        oy = -((((row0 + i) + 0.5 - half_h) * scale_m) / width)
+        for j in range(cols):
+            ox = ((col0 + j) + 0.5 - half_w) * scale_m / width
+            if extended:
+                mr, mi, e = _split(ox, oy)
+                e = e + scale_e
+            else:
+                mr, mi, e = ox, oy, 0
+            n, z2 = _pixel(julia, ref[0], ref[1], ref[2], ref[3], ref[4], crit[0], crit[1], crit[2], crit[3],
+                           crit[4], mr, mi, e, extended, max_iter, r2)
+            nbuf[j] = n
+            mbuf[j] = z2
+        _finish_strip(nbuf, mbuf, cols, max_iter, inv_two_log2_r, exponent, mantissa, counts[i:i + 1],
+                      smooth[i:i + 1], 0)
+
+
+def scale_parts(spec) -> tuple[float, int, bool]:
+    """(mantissa, exponent, extended) of a deep view's scale: extended when the pixel spacing is below
+    2^EXTENDED_SPACING; plain views use the float64 scale itself (exponent 0)."""
+    import gmpy2
+
+    with gmpy2.context(precision=53):
+        exact = gmpy2.mpfr(spec.deep.scale)
+        e, m = gmpy2.frexp(exact)
+    extended = e - math.log2(spec.width) < EXTENDED_SPACING
+    if not extended:
+        return spec.scale, 0, False
+    return float(m), int(e), True
+
+
+def render_window(spec, orbits, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and smooth values for a window of a deep view, given its (reference, critical) orbits."""
+    ref, crit = orbits
+    counts = np.empty((rows, cols), dtype=np.uint32)
+    smooth = np.empty((rows, cols), dtype=np.float32)
+    if rows == 0 or cols == 0:
+        return counts, smooth
+    scale_m, scale_e, extended = scale_parts(spec)
+    arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
+    escape_time_deep(spec.julia, arrays(ref), arrays(crit), scale_m, scale_e, extended, spec.width, spec.height,
+                     spec.max_iter, spec.escape_radius, row0, col0, counts, smooth)
+    return counts, smooth
