@@ -84,3 +84,123 @@ def test_query_and_cli_keep_every_digit():
     cli = parse_spec(spec_from_args(args, "png"))
     assert query.deep.center == cli.deep.center == tuple(DEEP_CENTER)
     assert query.pixels_hash() == cli.pixels_hash()
+
+
+# --- perturbation against exact arbitrary-precision counts ---
+
+DEPTHS = ("1e-20", "1e-50", "1e-100", "1e-300", "1e-400")
+W, H = 40, 30
+
+
+def _view(fractal: str, depth: str, julia_point: tuple[str, str]) -> dict:
+    """A view at ``depth`` with detail at every depth: beside the Misiurewicz point c = i (mandelbrot,
+    and the julia set of c = i at z = i), or at a repelling point of the julia set of -0.8+0.156i."""
+    exponent = int(depth.split("e-")[1])
+    nudge = f"3.1e-{exponent + 2}"  # off the exact point, by a few pixels
+    if fractal == "mandelbrot":
+        return {"fractal": "mandelbrot", "center": [nudge, f"1.{'0' * (exponent + 1)}7"], "scale": depth}
+    if fractal == "julia-i":
+        return {"fractal": "julia", "c": ["0", "1"], "center": [nudge, "1"], "scale": depth}
+    return {"fractal": "julia", "c": ["-0.8", "0.156"], "center": list(julia_point), "scale": depth}
+
+
+@pytest.mark.parametrize("fractal", ["mandelbrot", "julia-i", "julia"])
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling_point):
+    import numpy as np
+
+    from fractally.tiling import render_tile_arrays, tile
+    from tests.conftest import exact_deep_count
+
+    spec = parse_spec({**_view(fractal, depth, julia_repelling_point), "width": W, "height": H,
+                       "max_iter": 5000, "tile_size": 64})
+    assert spec.deep is not None
+    counts, smooth = render_tile_arrays(spec, tile(spec, 0))
+    rng = np.random.default_rng(int(depth.split("e-")[1]))
+    pixels = [(int(rng.integers(H)), int(rng.integers(W))) for _ in range(16)]
+    exact = [exact_deep_count(spec, i, j) for i, j in pixels]
+    agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
+    assert agree >= 15, (list(zip(pixels, exact)), [int(counts[i, j]) for i, j in pixels])
+    assert len(set(exact)) > 1  # a view with detail, not a flat field
+    assert np.all(np.isfinite(smooth)) and np.all(smooth >= 0)
+
+
+@pytest.mark.parametrize("fractal", ["mandelbrot", "julia"])
+@pytest.mark.parametrize("depth", ["1e-30", "1e-400"])
+def test_deep_tiles_join_without_seams(fractal, depth, julia_repelling_point):
+    import numpy as np
+
+    from fractally.tiling import render_tile_arrays, tile, tile_count
+
+    view = {**_view(fractal, depth, julia_repelling_point), "width": 48, "height": 40, "max_iter": 3000}
+    whole_spec = parse_spec({**view, "tile_size": 64})
+    tiled_spec = parse_spec({**view, "tile_size": 16})
+    whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
+    counts = np.zeros((40, 48), np.uint32)
+    smooth = np.zeros((40, 48), np.float32)
+    for index in range(tile_count(tiled_spec)):
+        t = tile(tiled_spec, index)
+        c, s = render_tile_arrays(tiled_spec, t)
+        counts[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = c
+        smooth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = s
+    assert counts.tobytes() == whole[0].tobytes() and smooth.tobytes() == whole[1].tobytes()
+
+
+def test_the_orbit_is_the_same_bytes_wherever_it_is_computed():
+    from fractally import orbit
+
+    spec = parse_spec({**_view("julia", "1e-300", ("0.1", "0.2")), "c": ["-0.8", "0.156"], "max_iter": 2000})
+    primary, critical = orbit.inputs_for(spec)
+    assert orbit.compute(primary).to_bytes() == orbit.compute(primary).to_bytes()
+    assert primary.key() != critical.key() and critical.start == ("0", "0")
+    again = orbit.Orbit.from_bytes(orbit.compute(critical).to_bytes())
+    assert again.to_bytes() == orbit.compute(critical).to_bytes()
+
+
+# --- through the service: one orbit per job, in the store; the API's answers ---
+
+DEEP_JOB = {"fractal": "mandelbrot", "center": ["3.1e-42", "1.00000000000000000000000000000000000000007"],
+            "scale": "1e-40", "width": 48, "height": 32, "max_iter": 2000, "tile_size": 16, "format": "msgpack"}
+
+
+def test_a_deep_job_computes_its_orbit_once_into_the_store(api_client, api_store, monkeypatch):
+    from fractally import orbit
+    from fractally.codec import decode_msgpack
+    from fractally.tiling import render_tile_arrays, tile
+    from tests.conftest_api import wait_until_done
+
+    computed = []
+    real = orbit.compute
+    monkeypatch.setattr(orbit, "compute", lambda inputs: computed.append(inputs) or real(inputs))
+    orbit._cache.clear()
+    response = api_client.post("/v1/renders", json=DEEP_JOB)
+    assert response.status_code == 202, response.json
+    body = wait_until_done(lambda i: api_client.get(f"/v1/renders/{i}").json, response.json["id"])
+    assert body["status"] == "done" and body["spec"]["center"] == DEEP_JOB["center"]
+    assert len(computed) == 1  # one reference for the job's six tiles
+    assert [k for k in api_store.list("orbits/")] == [orbit.inputs_for(parse_spec(DEEP_JOB))[0].key()]
+    counts = decode_msgpack(api_client.get(f"/v1/renders/{body['id']}/result").data).counts
+    spec = parse_spec({**DEEP_JOB, "tile_size": 64})
+    assert counts.tobytes() == render_tile_arrays(spec, tile(spec, 0))[0].tobytes()  # same bits as one tile
+
+
+def test_sync_render_of_a_deep_view(api_client):
+    from fractally.codec import decode_msgpack
+
+    query = "&".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in DEEP_JOB.items()
+                     if k not in ("tile_size", "format"))
+    response = api_client.get(f"/v1/render.msgpack?{query}")
+    assert response.status_code == 200, response.json
+    result = decode_msgpack(response.data)
+    assert result.spec["scale"] == "1e-40" and len(set(result.counts.ravel().tolist())) > 5
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"scale": "1e-2000"}, "scale"), ({"max_iter": MAX_DEEP_ITER + 1}, "max_iter"),
+    ({"precision": "float32"}, "precision"), ({"center": ["0.1.2", "0"]}, "center"),
+])
+def test_bad_deep_requests_get_a_422_naming_the_field(api_client, api_store, change, field):
+    response = api_client.post("/v1/renders", json={**DEEP_JOB, **change})
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == field
+    assert api_store.list("") == []
