@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 from fractally.kernel import CHUNK, _finish_strip, _inv_two_log2, ngjit
+from fractally.skip import skip_for
 
 #: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
 PLAIN_EXPONENT = -900
@@ -63,19 +64,20 @@ def _scaled(x, shift):
 
 @ngjit
 def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, crit_mre, crit_mim, crit_exp,
-           off_re, off_im, off_exp, extended, max_iter, r2):
+           off_re, off_im, off_exp, extended, max_iter, r2, skip_m, kr, ki, ke):
     """One pixel's count and final |z|² (see the module docstring for the rule).
 
     ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
     float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
-    extended-exponent form.
+    extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: the view's skipped steps and
+    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.skip``).
     """
-    # the difference δ and the per-pixel constant δc, as mantissas and an exponent
+    # the difference δ at step skip_m (K·offset) and the per-pixel constant δc, as mantissas and exponents
+    dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
+    de = e + ke + off_exp
     if julia:
-        dr, di, de = off_re, off_im, off_exp
         cr, ci, ce = 0.0, 0.0, -(2**40)
     else:
-        dr, di, de = 0.0, 0.0, -(2**40)
         cr, ci, ce = off_re, off_im, off_exp
     # δc as a float64 for the plain loop: the offset itself in a plain view; in an extended one it is
     # below float64's rounding of δ whenever the plain loop runs (0 or a subnormal here)
@@ -87,8 +89,8 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
         di = math.ldexp(di, de) if de > -1100 else 0.0
     zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
     last = len(zre) - 1
-    m = 0
-    n = 0
+    m = skip_m
+    n = skip_m
     z2 = 0.0
     while True:
         Zr = zre[m]
@@ -166,13 +168,14 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
 @ngjit
 def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale_e: int, extended: bool,
                      width: int, height: int, max_iter: int, escape_radius: float, row0: int, col0: int,
-                     counts: np.ndarray, smooth: np.ndarray) -> None:
+                     skip: tuple, counts: np.ndarray, smooth: np.ndarray) -> None:
     """Fill ``counts`` and ``smooth`` for the window at (row0, col0) of a deep view.
 
     ``ref``/``crit``: (re, im, mre, mim, exp) arrays of the reference and critical orbits. The
     view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is API.md's
     ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
     then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
+    ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.skip``).
     """
     rows, cols = counts.shape
     r2 = escape_radius * escape_radius
@@ -193,7 +196,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
             else:
                 mr, mi, e = ox, oy, 0
             n, z2 = _pixel(julia, ref[0], ref[1], ref[2], ref[3], ref[4], crit[0], crit[1], crit[2], crit[3],
-                           crit[4], mr, mi, e, extended, max_iter, r2)
+                           crit[4], mr, mi, e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3])
             nbuf[j] = n
             mbuf[j] = z2
         _finish_strip(nbuf, mbuf, cols, max_iter, inv_two_log2_r, exponent, mantissa, counts[i:i + 1],
@@ -223,6 +226,7 @@ def render_window(spec, orbits, row0: int, col0: int, rows: int, cols: int) -> t
         return counts, smooth
     scale_m, scale_e, extended = scale_parts(spec)
     arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
+    s = skip_for(spec, ref)
     escape_time_deep(spec.julia, arrays(ref), arrays(crit), scale_m, scale_e, extended, spec.width, spec.height,
-                     spec.max_iter, spec.escape_radius, row0, col0, counts, smooth)
+                     spec.max_iter, spec.escape_radius, row0, col0, (s.m, s.kr, s.ki, s.ke), counts, smooth)
     return counts, smooth
