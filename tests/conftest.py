@@ -250,28 +250,12 @@ def served_functions(tmp_path) -> Iterator[ServedFunctions]:
 
 # --- deep views: an independent exact reference (mpmath, not the gmpy2 the service uses) ---
 
-def exact_deep_count(spec: Any, i: int, j: int, guard_bits: int = 128) -> int:
-    """API.md's iteration count of pixel (i, j) of a deep view in mpmath at the view's bits plus
-    ``guard_bits``: the pixel centre from the decimal coordinates, z ← z² + c as written."""
-    import mpmath
-    from decimal import Decimal
+@pytest.fixture(scope="session")
+def exact_count() -> Callable[..., int]:
+    """``exact_count(spec, i, j)``: a deep view's pixel counted in mpmath (``tests.reference.exact_deep_count``)."""
+    from tests.reference import exact_deep_count
 
-    deep = spec.deep
-    spacing = Decimal(deep.scale) / spec.width
-    with mpmath.workprec(int(-spacing.adjusted() * 3.33) + guard_bits):
-        scale, half = mpmath.mpf(deep.scale), mpmath.mpf(0.5)
-        x = mpmath.mpf(deep.center[0]) + ((j + half - mpmath.mpf(spec.width) / 2) * scale) / spec.width
-        y = mpmath.mpf(deep.center[1]) - ((i + half - mpmath.mpf(spec.height) / 2) * scale) / spec.width
-        if spec.julia:
-            zr, zi, cr, ci = x, y, mpmath.mpf(deep.c[0]), mpmath.mpf(deep.c[1])
-        else:
-            zr, zi, cr, ci = mpmath.mpf(0), mpmath.mpf(0), x, y
-        r2 = mpmath.mpf(spec.escape_radius) ** 2
-        n = 0
-        while n < spec.max_iter and zr * zr + zi * zi <= r2:
-            zr, zi = zr * zr - zi * zi + cr, 2 * zr * zi + ci
-            n += 1
-    return n
+    return exact_deep_count
 
 
 @pytest.fixture(scope="session")

@@ -106,11 +106,10 @@ def _view(fractal: str, depth: str, julia_point: tuple[str, str]) -> dict:
 
 @pytest.mark.parametrize("fractal", ["mandelbrot", "julia-i", "julia"])
 @pytest.mark.parametrize("depth", DEPTHS)
-def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling_point):
+def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling_point, exact_count):
     import numpy as np
 
     from fractally.tiling import render_tile_arrays, tile
-    from tests.conftest import exact_deep_count
 
     spec = parse_spec({**_view(fractal, depth, julia_repelling_point), "width": W, "height": H,
                        "max_iter": 5000, "tile_size": 64})
@@ -118,7 +117,7 @@ def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling
     counts, smooth = render_tile_arrays(spec, tile(spec, 0))
     rng = np.random.default_rng(int(depth.split("e-")[1]))
     pixels = [(int(rng.integers(H)), int(rng.integers(W))) for _ in range(16)]
-    exact = [exact_deep_count(spec, i, j) for i, j in pixels]
+    exact = [exact_count(spec, i, j) for i, j in pixels]
     agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
     assert agree >= 15, (list(zip(pixels, exact)), [int(counts[i, j]) for i, j in pixels])
     assert len(set(exact)) > 1  # a view with detail, not a flat field
@@ -204,3 +203,30 @@ def test_bad_deep_requests_get_a_422_naming_the_field(api_client, api_store, cha
     assert response.status_code == 422
     assert response.json["error"]["field"] == field
     assert api_store.list("") == []
+
+
+def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
+    """Same bits everywhere needs no FMA in the perturbation loop either: compile afresh, read the assembly."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
+    script = (
+        "from fractally.spec import parse_spec\n"
+        "from fractally.tiling import render_tile_arrays, tile\n"
+        "from fractally import perturb as p\n"
+        "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
+        "render_tile_arrays(s, tile(s, 0))\n"
+        "for name in ('escape_time_deep', '_pixel'):\n"
+        "    for sig, asm in getattr(p, name).inspect_asm().items():\n"
+        "        print('#### ' + name); print(asm)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
+    fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
+    assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
