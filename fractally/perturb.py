@@ -17,9 +17,12 @@ W₀ = 0, the new δ is z exactly as float64 holds it.
 **Extended exponent.** Below about 1e-290 a pixel's δ and δc no longer fit float64's exponent.
 Such a pixel starts in extended mode: δ and δc are float64 pairs with a shared int exponent
 (δ = (dr + i·di)·2^de), each step a sum of 2·Z·δ, δ² and δc aligned to the largest term's
-exponent, then renormalised. Once δ ≥ 2^-900 it switches to the plain float64 loop (δc, below
-2^-960·width, is then under float64's rounding of δ and dropped), and back if δ shrinks again
-(a rebase near 0 beside a deep minibrot).
+exponent, then renormalised. Once δ ≥ 2^-800 it switches to the plain float64 loop (δc, below
+2^-960·width, is then under float64's rounding of the step and dropped), and back if δ shrinks
+again, or if |2Z + δ| is so small that δc would count (a rebase onto W₀ = 0, a pass beside a deep
+minibrot's nucleus). While the reference entry is far larger than δ (no rebase
+can be due) the extended step keeps δ's exponent for many steps and costs two multiplies more than
+the plain one; the aligned sum is for entries near 0 (every period, inside a deep minibrot).
 
 **Same bits everywhere.** One reference per job (its bytes are the same wherever computed: MPFR
 rounds correctly), the pixel offset from the whole image's index (API.md's formula, centre
@@ -38,10 +41,17 @@ from fractally.kernel import CHUNK, _finish_strip, _inv_two_log2, ngjit
 from fractally.skip import skip_for
 
 #: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
-PLAIN_EXPONENT = -900
+PLAIN_EXPONENT = -800
 #: A pixel spacing below 2^EXTENDED_SPACING needs the extended-exponent path (δc would underflow).
 EXTENDED_SPACING = -960
 _PLAIN_D2 = 2.0 ** (2 * PLAIN_EXPONENT)
+#: In an extended view the plain step drops δc (≤ 2^-948): it may only while |2Z + δ| ≥ 2^-50, so that
+#: |(2Z + δ)·δ| ≥ 2^-850 keeps δc under 2^-98 of it; below (δ's orbit passing 0: just rebased onto
+#: W₀ = 0, or beside a deep minibrot's nucleus) the step is taken in extended form, δc included.
+_PLAIN_T2 = 2.0**-100
+#: Reference entries at least 2^FAST_EXPONENT take the extended path's fast step (δ keeps its exponent).
+FAST_EXPONENT = -700
+_RESCALE_LOW, _RESCALE_HIGH = 2.0**-32, 2.0**32  # the fast step renormalises δ's mantissas outside these
 
 
 @ngjit
@@ -88,6 +98,8 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
         dr = math.ldexp(dr, de) if de > -1100 else 0.0
         di = math.ldexp(di, de) if de > -1100 else 0.0
     zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
+    fast_e = 1 << 50  # the exponent the fast extended step's factors were made for (none yet)
+    s_de = s_c = 0.0
     last = len(zre) - 1
     m = skip_m
     n = skip_m
@@ -112,6 +124,10 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
                 d2 = z2
             tr = (Zr + Zr) + dr
             ti = (Zi + Zi) + di
+            if extended and tr * tr + ti * ti < _PLAIN_T2:  # δc would matter: this step in extended form
+                dr, di, de = _split(dr, di)
+                plain = False
+                continue
             nr = (tr * dr - ti * di) + pcr
             ni = (tr * di + ti * dr) + pci
             dr, di = nr, ni
@@ -127,9 +143,32 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
         z2 = xr * xr + xi * xi
         if not z2 <= r2 or n >= max_iter:
             break
+        Me = zx[m]
+        if Me > FAST_EXPONENT and m != last and ce - de < 1000:
+            # |Z| ≥ 2^FAST_EXPONENT ≫ |δ|: no rebase can be due, and with δ = D·2^de kept at one
+            # exponent for many steps the step is the plain one plus two multiplies:
+            # D' = (2Z + D·2^de)·D + C·2^(ce-de), the factors recomputed only when de changes
+            if de != fast_e:
+                fast_e = de
+                s_de = math.ldexp(1.0, de) if de > -1074 else 0.0
+                s_c = math.ldexp(1.0, ce - de) if ce - de > -1074 else 0.0
+            tr = (Zr + Zr) + dr * s_de
+            ti = (Zi + Zi) + di * s_de
+            nr = (tr * dr - ti * di) + cr * s_c
+            ni = (tr * di + ti * dr) + ci * s_c
+            dr, di = nr, ni
+            m += 1
+            n += 1
+            big = max(abs(dr), abs(di))
+            if not (_RESCALE_LOW < big < _RESCALE_HIGH):
+                dr, di, e = _split(dr, di)
+                de = de + e
+                if de > PLAIN_EXPONENT:
+                    dr, di = math.ldexp(dr, de), math.ldexp(di, de)
+                    plain = True
+            continue
         Mr = zm[m]
         Mi = ze[m]
-        Me = zx[m]
         # z = Z + δ aligned to the larger exponent; rebase when |z| < |δ| or the reference ends
         top = max(Me, de)
         sr = _scaled(Mr, Me - top) + _scaled(dr, de - top)

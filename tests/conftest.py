@@ -268,3 +268,14 @@ def julia_repelling_point() -> tuple[str, str]:
         beta = (1 + mpmath.sqrt(1 - 4 * mpmath.mpc("-0.8", "0.156"))) / 2
         return (mpmath.nstr(-beta.real, 1_050, min_fixed=-2, max_fixed=2),
                 mpmath.nstr(-beta.imag, 1_050, min_fixed=-2, max_fixed=2))
+
+
+@pytest.fixture(scope="session")
+def deep_minibrot() -> dict:
+    """A view of a period-797 minibrot 3e-599 wide beside c = i and its surroundings (counts 7,800 to
+    10,000, about a tenth inside): where orbits pass within 1e-599 of 0 every period."""
+    from tests.reference import minibrot_nucleus
+
+    re_, im_, period, log_size = minibrot_nucleus(("3.1e-302", "1." + "0" * 301 + "7"), 2_600)
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}",
+            "period": period}

@@ -167,3 +167,40 @@ def exact_deep_count(spec: Any, i: int, j: int, guard_bits: int = 128) -> int:
             zr, zi = zr * zr - zi * zi + cr, 2 * zr * zi + ci
             n += 1
     return n
+
+
+def minibrot_nucleus(start: tuple[str, str], bits: int, max_period: int = 5_000) -> tuple[str, str, int, float]:
+    """The nucleus of the minibrot nearest ``start`` (mpmath): (re, im, period, log10 of its size).
+
+    The period is the step at which |z| is smallest before escaping (the atom period), the nucleus
+    Newton's method on z_p(c) = 0 from ``start``, and the size the usual estimate 1/|b·l²| with
+    l = ∏ 2z_j and b = Σ 1/l_j over the period (Heiland-Allen's).
+    """
+    import mpmath
+
+    with mpmath.workprec(bits):
+        c = mpmath.mpc(mpmath.mpf(start[0]), mpmath.mpf(start[1]))
+        z, smallest, period = mpmath.mpc(0), None, 0
+        for n in range(1, max_period):
+            z = z * z + c
+            if smallest is None or abs(z) < smallest:
+                smallest, period = abs(z), n
+            if abs(z) > 2:
+                break
+        for _ in range(60):
+            z, dz = mpmath.mpc(0), mpmath.mpc(0)
+            for _ in range(period):
+                dz = 2 * z * dz + 1
+                z = z * z + c
+            step = z / dz
+            c -= step
+            if abs(step) < mpmath.mpf(2) ** (20 - bits):
+                break
+        z, l, b = mpmath.mpc(0), mpmath.mpc(1), mpmath.mpc(1)
+        for _ in range(1, period):
+            z = z * z + c
+            l = 2 * z * l
+            b += 1 / l
+        digits = int(bits / 3.33) - 10
+        return (mpmath.nstr(c.real, digits, min_fixed=-2, max_fixed=2), mpmath.nstr(c.imag, digits, min_fixed=-2,
+                max_fixed=2), period, float(mpmath.log10(abs(1 / (b * l * l)))))

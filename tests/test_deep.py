@@ -230,3 +230,20 @@ def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
     assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
     fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
     assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
+
+
+def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exact_count):
+    """Orbits that pass within 1e-599 of 0 every period: the extended-exponent steps must keep δc."""
+    import numpy as np
+
+    from fractally.tiling import render_tile_arrays, tile
+
+    view = {k: v for k, v in deep_minibrot.items() if k != "period"}
+    spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
+    counts, _ = render_tile_arrays(spec, tile(spec, 0))
+    assert deep_minibrot["period"] == 797 and 1000 < np.median(counts)
+    pixels = [(0, 0), (3, 29), (12, 16), (20, 5), (23, 31), (8, 9), (17, 22), (6, 14)]
+    exact = [exact_count(spec, i, j) for i, j in pixels]
+    agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
+    assert agree >= 7, (exact, [int(counts[i, j]) for i, j in pixels])
+    assert len(set(exact)) > 3
