@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from fractally.kernel import CHUNK, _finish_strip, _inv_two_log2, ngjit
+from fractally.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, ngjit
 from fractally.skip import skip_for
 
 #: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
@@ -204,6 +204,88 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
     return n, z2
 
 
+LANES = 4  # pixels in flight in the plain loop: their dependency chains overlap
+
+
+@ngjit
+def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, nbuf, mbuf):
+    """``_pixel``'s plain loop for a strip of a plain view, ``LANES`` pixels in flight.
+
+    The same operations in the same order as ``_pixel`` for every pixel (so the same bits), but one
+    pass of the loop steps every lane: a pixel's step waits on its previous one (some 15 cycles), the
+    lanes' steps do not wait on each other. A lane whose pixel is done takes the next one.
+    ``zr``/``zi``: the reference then the critical orbit, one after the other (``ref_len`` entries of
+    the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
+    (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.skip``).
+    """
+    cols = len(px)
+    total = cols * len(py)
+    crit_last = len(zr) - 1
+    dr = np.zeros(LANES)
+    di = np.zeros(LANES)
+    cr = np.zeros(LANES)
+    ci = np.zeros(LANES)
+    base = np.zeros(LANES, np.int64)
+    last = np.zeros(LANES, np.int64)
+    m = np.zeros(LANES, np.int64)
+    n = np.zeros(LANES, np.int64)
+    at = np.full(LANES, -1, np.int64)
+    following = 0
+    busy = 0
+    for k in range(LANES):
+        if following < total:
+            ox = px[following % cols]
+            oy = py[following // cols]
+            dr[k] = kr * ox - ki * oy
+            di[k] = kr * oy + ki * ox
+            cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
+            base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
+            following += 1
+            busy += 1
+    while busy > 0:
+        for k in range(LANES):
+            if at[k] < 0:
+                continue
+            a = base[k] + m[k]
+            Zr = zr[a]
+            Zi = zi[a]
+            xr = Zr + dr[k]
+            xi = Zi + di[k]
+            z2 = xr * xr + xi * xi
+            if not z2 <= r2 or n[k] >= max_iter:
+                nbuf[at[k]] = n[k]
+                mbuf[at[k]] = z2
+                if following < total:  # the lane takes the next pixel
+                    ox = px[following % cols]
+                    oy = py[following // cols]
+                    dr[k] = kr * ox - ki * oy
+                    di[k] = kr * oy + ki * ox
+                    cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
+                    base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
+                    following += 1
+                else:
+                    at[k] = -1
+                    busy -= 1
+                continue
+            d2 = dr[k] * dr[k] + di[k] * di[k]
+            if z2 < d2 or a == last[k]:  # rebase onto the critical orbit, whose W₀ = 0
+                dr[k] = xr
+                di[k] = xi
+                base[k] = ref_len
+                last[k] = crit_last
+                m[k] = 0
+                Zr = zr[ref_len]
+                Zi = zi[ref_len]
+            tr = (Zr + Zr) + dr[k]
+            ti = (Zi + Zi) + di[k]
+            nr = (tr * dr[k] - ti * di[k]) + cr[k]
+            ni = (tr * di[k] + ti * dr[k]) + ci[k]
+            dr[k] = nr
+            di[k] = ni
+            m[k] += 1
+            n[k] += 1
+
+
 @ngjit
 def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale_e: int, extended: bool,
                      width: int, height: int, max_iter: int, escape_radius: float, row0: int, col0: int,
@@ -225,6 +307,27 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
     inv_two_log2_r = _inv_two_log2(escape_radius, exponent, mantissa)
     half_w = width / 2
     half_h = height / 2
+    if not extended:  # the plain loop, LANES pixels in flight, a strip of rows at a time
+        zr = np.concatenate((ref[0], crit[0]))
+        zi = np.concatenate((ref[1], crit[1]))
+        kr = math.ldexp(skip[1], skip[3]) if skip[3] > -1100 else 0.0
+        ki = math.ldexp(skip[2], skip[3]) if skip[3] > -1100 else 0.0
+        px = np.empty(cols)
+        for j in range(cols):
+            px[j] = ((col0 + j) + 0.5 - half_w) * scale_m / width
+        strip = max(1, STRIP_PIXELS // cols)
+        nstrip = np.empty(strip * cols, np.int32)
+        mstrip = np.empty(strip * cols, np.float64)
+        py = np.empty(strip)
+        for r0 in range(0, rows, strip):
+            h = min(strip, rows - r0)
+            for i in range(h):
+                py[i] = -((((row0 + r0 + i) + 0.5 - half_h) * scale_m) / width)
+            _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2,
+                         nstrip[:h * cols], mstrip[:h * cols])
+            _finish_strip(nstrip[:h * cols], mstrip[:h * cols], cols, max_iter, inv_two_log2_r, exponent,
+                          mantissa, counts, smooth, r0)
+        return
     for i in range(rows):
         oy = -((((row0 + i) + 0.5 - half_h) * scale_m) / width)
         for j in range(cols):

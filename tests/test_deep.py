@@ -247,3 +247,30 @@ def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exa
     agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
     assert agree >= 7, (exact, [int(counts[i, j]) for i, j in pixels])
     assert len(set(exact)) > 3
+
+
+@pytest.mark.parametrize("view", [
+    {"fractal": "mandelbrot", "center": ["3.1e-102", "1"], "scale": "1e-100"},
+    {"fractal": "julia", "c": ["0", "1"], "center": ["3.1e-42", "1"], "scale": "1e-40"},
+])
+def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
+    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
+    import numpy as np
+
+    from fractally import orbit, perturb
+    from fractally.skip import skip_for
+    from fractally.tiling import render_tile_arrays, tile
+
+    spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
+    counts, _ = render_tile_arrays(spec, tile(spec, 0))
+    ref, crit = orbit.orbits_for(spec)
+    skip = skip_for(spec, ref)
+    arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
+    one = np.empty_like(counts)
+    for i in range(spec.height):
+        for j in range(spec.width):
+            ox = ((j + 0.5 - spec.width / 2) * spec.scale) / spec.width
+            oy = -(((i + 0.5 - spec.height / 2) * spec.scale) / spec.width)
+            one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
+                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke)[0]
+    assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
