@@ -237,7 +237,7 @@ CASES = [
     Case("sync-wrong-method-delete", "api", MSG, http("DELETE", "/v1/render.msgpack"), 405),
     # --- GET /v1/tiles/{fractal}/{z}/{x}/{y}.png ----------------------------------------------
     Case("tile-unknown-fractal", "api", TILE, get("/v1/tiles/koch/0/0/0.png?c=0,0"), 404),
-    Case("tile-zoom-too-deep", "api", TILE, get("/v1/tiles/mandelbrot/41/0/0.png"), 404, field="z"),
+    Case("tile-zoom-too-deep", "api", TILE, get("/v1/tiles/mandelbrot/1001/0/0.png"), 404, field="z"),
     Case("tile-x-outside-grid", "api", TILE, get("/v1/tiles/mandelbrot/1/2/0.png"), 404),
     Case("tile-negative-y", "api", TILE, get("/v1/tiles/mandelbrot/1/0/-1.png"), 404, field="y"),
     Case("tile-exponent-z", "api", TILE, get("/v1/tiles/mandelbrot/1e1/0/0.png"), 404, field="z"),

@@ -268,13 +268,15 @@ def _tile() -> dict[str, Any]:
                 f"[{xyz.TOP - xyz.EXTENT:g}, {xyz.TOP:g}]; zoom z has 2^z × 2^z tiles, each {width} wide; x counts "
                 "columns from the left (real −2), y rows from the top (imaginary +2). The tile is the render spec "
                 f"center = its centre, scale = {width}, width = height = tile_size = {xyz.TILE_PIXELS}, format png, "
-                f"max_iter = min({xyz.ITER_CAP}, {xyz.ITER_BASE} + {xyz.ITER_PER_ZOOM}·z) unless given. "
+                f"max_iter = min({xyz.ITER_CAP}, {xyz.ITER_BASE} + {xyz.ITER_PER_ZOOM}·z) unless given "
+                f"(beyond z = {xyz.MAX_ZOOM} the cap is {xyz.DEEP_ITER_CAP}). "
                 "The response is immutable: ETag is the spec's content hash, If-None-Match answers 304."
             ),
             "tags": ["tiles"],
             "parameters": [
                 path("fractal", {"type": "string", "enum": list(S.FRACTALS)}, "julia or mandelbrot"),
-                path("z", {"type": "integer", "minimum": 0, "maximum": xyz.MAX_ZOOM}, "zoom level"),
+                path("z", {"type": "integer", "minimum": 0, "maximum": xyz.MAX_DEEP_ZOOM},
+                     f"zoom level (beyond {xyz.MAX_ZOOM}: a deep view, its centre and width exact decimals)"),
                 path("x", {"type": "integer", "minimum": 0}, "column, 0 … 2^z − 1, from the left"),
                 path("y", {"type": "integer", "minimum": 0}, "row, 0 … 2^z − 1, from the top"),
                 {**query("c", {"type": "string", "pattern": PAIR_PATTERN},
@@ -297,7 +299,7 @@ def _tile() -> dict[str, Any]:
                     "content": {"image/png": {}},
                 },
                 "304": {"description": "If-None-Match named this tile's ETag: nothing is rendered or read"},
-                "404": _error("no such tile: z outside 0 … 40, x or y outside 0 … 2^z − 1, or an unknown fractal "
+                "404": _error("no such tile: z outside 0 … 1000, x or y outside 0 … 2^z − 1, or an unknown fractal "
                               "(error.field says which)"),
                 "414": _error("the query string is too long"),
                 "422": _ref("InvalidSpec", "responses"),
