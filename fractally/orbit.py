@@ -33,6 +33,7 @@ import numpy as np
 
 from fractally.errors import KeyNotFound
 from fractally.spec import RenderSpec
+from fractally.store import ObjectStore
 
 ORBIT_VERSION = 1
 #: Bits beyond the pixel spacing's: the orbit stays a faithful shadow of the exact one for the whole view.
@@ -152,7 +153,7 @@ _locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
 
-def orbit(inputs: OrbitInputs, store=None) -> Orbit:
+def orbit(inputs: OrbitInputs, store: ObjectStore | None = None) -> Orbit:
     """The orbit for ``inputs``: from this process's memory, else the store, else computed (and stored).
 
     One computation per process and key at a time: other threads wait for it instead of repeating it.
@@ -181,7 +182,7 @@ def orbit(inputs: OrbitInputs, store=None) -> Orbit:
     return found
 
 
-def _load(store, key: str) -> Orbit | None:
+def _load(store: ObjectStore | None, key: str) -> Orbit | None:
     if store is None:
         return None
     try:
@@ -192,14 +193,14 @@ def _load(store, key: str) -> Orbit | None:
         return None
 
 
-def orbits_for(spec: RenderSpec, store=None) -> tuple[Orbit, Orbit]:
+def orbits_for(spec: RenderSpec, store: ObjectStore | None = None) -> tuple[Orbit, Orbit]:
     """(reference, critical orbit) of a deep view; for a mandelbrot both are the one reference."""
     primary, critical = inputs_for(spec)
     ref = orbit(primary, store)
     return ref, (orbit(critical, store) if critical is not None else ref)
 
 
-def prepare(spec: RenderSpec, store) -> None:
+def prepare(spec: RenderSpec, store: ObjectStore) -> None:
     """Compute a deep job's orbits into the store before its tiles are sent (no-op for float64 views)."""
     if spec.deep is not None:
         orbits_for(spec, store)

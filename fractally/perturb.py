@@ -38,7 +38,9 @@ import math
 import numpy as np
 
 from fractally.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, ngjit
+from fractally.orbit import Orbit
 from fractally.skip import skip_for
+from fractally.spec import RenderSpec
 
 #: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
 PLAIN_EXPONENT = -800
@@ -345,7 +347,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
                       smooth[i:i + 1], 0)
 
 
-def scale_parts(spec) -> tuple[float, int, bool]:
+def scale_parts(spec: RenderSpec) -> tuple[float, int, bool]:
     """(mantissa, exponent, extended) of a deep view's scale: extended when the pixel spacing is below
     2^EXTENDED_SPACING; plain views use the float64 scale itself (exponent 0)."""
     import gmpy2
@@ -359,7 +361,8 @@ def scale_parts(spec) -> tuple[float, int, bool]:
     return float(m), int(e), True
 
 
-def render_window(spec, orbits, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+def render_window(spec: RenderSpec, orbits: tuple[Orbit, Orbit], row0: int, col0: int, rows: int,
+                  cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values for a window of a deep view, given its (reference, critical) orbits."""
     ref, crit = orbits
     counts = np.empty((rows, cols), dtype=np.uint32)

@@ -190,6 +190,6 @@ def render_png(spec: RenderSpec, store: ObjectStore) -> bytes:
 
 __all__ = [
     "DEEP_ITER_CAP", "EXTENT", "ITER_BASE", "ITER_CAP", "ITER_PER_ZOOM", "MAX_DEEP_ZOOM", "MAX_ZOOM", "QUERY_FIELDS",
-    "TILE_PIXELS", "cached_png", "check_tile", "deep_tile_center", "deep_tile_width", "default_max_iter", "png_key", "render_png", "spec_from_request",
-    "tile_bounds", "tile_center", "tile_width", "xyz_spec",
+    "TILE_PIXELS", "cached_png", "check_tile", "deep_tile_center", "deep_tile_width", "default_max_iter", "png_key",
+    "render_png", "spec_from_request", "tile_bounds", "tile_center", "tile_width", "xyz_spec",
 ]

@@ -277,5 +277,5 @@ def deep_minibrot() -> dict:
     from tests.reference import minibrot_nucleus
 
     re_, im_, period, log_size = minibrot_nucleus(("3.1e-302", "1." + "0" * 301 + "7"), 2_600)
-    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}",
-            "period": period}
+    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"  # 8 times its size
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale, "period": period}
