@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from fractally.decimals import DECIMAL
 from fractally.errors import FractallyError
 from fractally.malloc import keep_freed_memory
 
@@ -21,21 +22,26 @@ FUNCTION_NAMES = ("api", "render-tile", "assemble")
 FORMAT_BY_SUFFIX = {".png": "png", ".msgpack": "msgpack", ".mp": "msgpack"}
 
 
-def _pair(text: str) -> list[float]:
-    parts = text.split(",")
-    if len(parts) != 2:
-        raise argparse.ArgumentTypeError(f"expected two numbers separated by a comma, e.g. -0.8,0.156; got {text!r}")
-    try:
-        return [float(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers, got {text!r}") from None
+def _pair(text: str) -> list[str]:
+    """RE,IM as given: decimal text of any length, read exactly by the spec (deep views need every digit)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(DECIMAL.fullmatch(p) for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two numbers separated by a comma, e.g. -0.8,0.156; got {text[:80]!r}")
+    return parts
+
+
+def _decimal(text: str) -> str:
+    """A number as given (``--scale 1e-30``): the spec reads the text exactly."""
+    if not DECIMAL.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"expected a decimal number such as 1e-30, got {text[:80]!r}")
+    return text.strip()
 
 
 def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fractal", choices=["julia", "mandelbrot"])
     p.add_argument("--c", type=_pair, metavar="RE,IM", help="Julia parameter, e.g. --c=-0.8,0.156")
     p.add_argument("--center", type=_pair, metavar="X,Y")
-    p.add_argument("--scale", type=float)
+    p.add_argument("--scale", type=_decimal, help="view width; any number of digits, e.g. 1e-30 (a deep view)")
     p.add_argument("--width", type=int)
     p.add_argument("--height", type=int)
     p.add_argument("--max-iter", type=int)

@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fractally import jobs, lease, tasks
+from fractally import jobs, lease, orbit, tasks
 from fractally.compose import CONTENT_TYPES, render_image
 from fractally.config import Settings
 from fractally.invoke import Invoker, make_invoker
@@ -59,6 +59,7 @@ class Service:
         current = jobs.status(self.store, job.id)
         if current.status == "done":
             return current, created
+        orbit.prepare(spec, self.store)  # a deep job's reference orbits, once, before any tile is sent
         if current.status == "failed":
             jobs.clear_failed(self.store, job.id)
         if not self.invoker.is_active(job.id):

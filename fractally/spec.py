@@ -11,6 +11,13 @@ number into its canonical type and drops fields the picture does not depend on
 order, ``1`` vs ``1.0`` and omitted defaults: the basis of job ids and cache keys.
 ``precision`` appears only when it is the opt-in ``"float32"``, so every spec
 without it keeps the hashes (and cached tiles) it had before the field existed.
+
+Deep views: ``center``, ``scale`` and ``c`` may be decimal strings of any length. A view float64
+can resolve (the pixel spacing at least ``MIN_SPACING_ULPS`` ulps of its coordinates) is rendered
+by API.md's exact float64 rule at the float64 nearest each decimal, and its normalized form holds
+those floats, exactly as before strings were accepted. A finer view is *deep* (``RenderSpec.deep``):
+it is rendered by perturbation (``fractally.perturb``) and its normalized form keeps the canonical
+decimal strings (``fractally.decimals``), so its hash names the exact point.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from decimal import Decimal
+
+from fractally.decimals import DECIMAL, MAX_TEXT, canonical, parse_decimal, to_float
 from fractally.errors import SpecError
 
 # --- Limits: explicit, documented in the README, enforced before any work. ---
@@ -44,6 +54,10 @@ MIN_SPACING_ULPS = 8
 #: of it: at most 1/16 of a pixel), and R² must fit a float32.
 FLOAT32_MIN_SPACING = 2.0**-20
 FLOAT32_MAX_ESCAPE_RADIUS = 1e19
+#: Deep views (below float64's resolution): the smallest scale, and the iteration limit (the
+#: reference orbit is computed in arbitrary precision, one step per iteration, before any tile).
+MIN_DEEP_SCALE = Decimal("1e-1000")
+MAX_DEEP_ITER = 50_000
 
 FRACTALS = ("julia", "mandelbrot")
 FORMATS = ("png", "msgpack")
@@ -66,6 +80,15 @@ FIELDS = ("fractal", "c", *[k for k in DEFAULTS if k != "fractal"])
 
 
 @dataclass(frozen=True)
+class DeepCoords:
+    """A deep view's coordinates as canonical decimal strings: what the reference orbit is computed from."""
+
+    center: tuple[str, str]
+    scale: str
+    c: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
 class RenderSpec:
     """A valid picture. Build it with ``parse_spec``; never by hand in request paths."""
 
@@ -81,6 +104,9 @@ class RenderSpec:
     format: str
     colormap: str | None
     precision: str = "float64"
+    #: Set for views below float64's resolution (rendered by perturbation); ``center``, ``scale``
+    #: and ``c`` then hold the nearest float64s (``scale`` may be 0.0), for display only.
+    deep: DeepCoords | None = None
 
     @property
     def pixels(self) -> int:
@@ -109,6 +135,11 @@ class RenderSpec:
             out["colormap"] = self.colormap
         if self.precision != DEFAULTS["precision"]:  # only the opt-in: default specs keep their old hashes
             out["precision"] = self.precision
+        if self.deep is not None:  # the exact decimals: a float64 view's form is unchanged
+            out["center"] = list(self.deep.center)
+            out["scale"] = self.deep.scale
+            if self.deep.c is not None:
+                out["c"] = list(self.deep.c)
         return out
 
     def content_hash(self) -> str:
@@ -164,13 +195,19 @@ def _integer(value: Any, field: str, low: int, high: int) -> int:
     return number
 
 
-def _pair(value: Any, field: str) -> tuple[float, float]:
+def _pair(value: Any, field: str) -> tuple[Decimal, Decimal]:
+    """A pair [re, im] of numbers or decimal strings, exact."""
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise SpecError(f"{field} must be a pair of numbers [re, im], got {_describe(value)}", field)
-    pair = (_number(value[0], field), _number(value[1], field))
+    pair = (parse_decimal(value[0], field), parse_decimal(value[1], field))
     if max(abs(pair[0]), abs(pair[1])) > MAX_COORD:
         raise SpecError(f"{field} components must be within ±{MAX_COORD:g}", field)
-    return (pair[0] + 0.0, pair[1] + 0.0)  # -0.0 -> 0.0: one hash per picture
+    return pair
+
+
+def _floats(pair: tuple[Decimal, Decimal]) -> tuple[float, float]:
+    """The nearest float64s (-0.0 -> 0.0: one hash per picture)."""
+    return (to_float(pair[0]), to_float(pair[1]))
 
 
 def _choice(value: Any, field: str, allowed: tuple[str, ...]) -> str:
@@ -209,15 +246,19 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
 
     fractal = _choice(get("fractal"), "fractal", FRACTALS)
     # c is checked whenever it is given (a mandelbrot ignores it, but nonsense is still rejected)
-    c = _pair(data["c"], "c") if data.get("c") is not None else None
-    if fractal == "julia" and c is None:
+    c_exact = _pair(data["c"], "c") if data.get("c") is not None else None
+    if fractal == "julia" and c_exact is None:
         raise SpecError("c is required for a julia set: give it as [re, im], e.g. [-0.8, 0.156]", "c")
     if fractal != "julia":
-        c = None
-    center = _pair(get("center"), "center")
-    scale = _number(get("scale"), "scale")
-    if not 0 < scale <= MAX_COORD:
-        raise SpecError(f"scale must be greater than 0 and at most {MAX_COORD:g}, got {scale!r}", "scale")
+        c_exact = None
+    c = _floats(c_exact) if c_exact is not None else None
+    center_exact = _pair(get("center"), "center")
+    center = _floats(center_exact)
+    scale_exact = parse_decimal(get("scale"), "scale")
+    if not 0 < scale_exact <= MAX_COORD:
+        raise SpecError(f"scale must be greater than 0 and at most {MAX_COORD:g}, got {_describe(get('scale'))}",
+                        "scale")
+    scale = to_float(scale_exact)
     width = _integer(get("width"), "width", 1, MAX_SIDE)
     height = _integer(get("height"), "height", 1, MAX_SIDE)
     pixel_cap = MAX_SYNC_PIXELS if sync else MAX_JOB_PIXELS
@@ -244,10 +285,12 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
                         "allowed: raise tile_size", "tile_size")
     spacing = scale / width
     largest = max(1.0, abs(center[0]) + scale, abs(center[1]) + scale * height / width)
-    if spacing < MIN_SPACING_ULPS * math.ulp(largest):
-        raise SpecError("scale is too small for float64 at this centre: neighbouring pixels would coincide; "
-                        f"use a scale of at least {MIN_SPACING_ULPS * math.ulp(largest) * width:.3g}", "scale")
     precision = _choice(get("precision"), "precision", PRECISIONS)
+    deep = None
+    if spacing < MIN_SPACING_ULPS * math.ulp(largest):  # beyond float64: a deep view
+        _check_deep(scale_exact, max_iter, precision, MIN_SPACING_ULPS * math.ulp(largest) * width)
+        deep = DeepCoords((canonical(center_exact[0]), canonical(center_exact[1])), canonical(scale_exact),
+                          (canonical(c_exact[0]), canonical(c_exact[1])) if c_exact is not None else None)
     if precision == "float32":
         _check_float32(scale, width, max(largest, *map(abs, c)) if c else largest, escape_radius)
     fmt = _choice(get("format"), "format", FORMATS)
@@ -261,7 +304,21 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
     elif data.get("colormap") is not None:
         _choice(data["colormap"], "colormap", tuple(COLORMAPS))  # still reject nonsense
     return RenderSpec(fractal, c, center, scale, width, height, max_iter, escape_radius, tile_size, fmt, colormap,
-                      precision)
+                      precision, deep)
+
+
+def _check_deep(scale: Decimal, max_iter: int, precision: str, float64_limit: float) -> None:
+    """The limits of deep views (README, "Limits"); a SpecError naming the field to change."""
+    if scale < MIN_DEEP_SCALE:
+        raise SpecError(f"scale must be at least {canonical(MIN_DEEP_SCALE)} (the deepest view the service renders), "
+                        f"got {canonical(scale)[:40]}", "scale")
+    if precision == "float32":
+        raise SpecError("precision float32 is not available for a deep view (a scale below float64's resolution, "
+                        f"here {float64_limit:.3g}); use precision float64 (the default) or a scale of at least "
+                        f"{float64_limit:.3g}", "precision")
+    if max_iter > MAX_DEEP_ITER:
+        raise SpecError(f"max_iter must be at most {MAX_DEEP_ITER} for a deep view (scale below "
+                        f"{float64_limit:.3g}), got {max_iter}", "max_iter")
 
 
 def _check_float32(scale: float, width: int, largest: float, escape_radius: float) -> None:
@@ -291,19 +348,23 @@ def _check_float32(scale: float, width: int, largest: float, escape_radius: floa
 def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
     """Turn query parameters (``c=re,im``, ``center=x,y``, other fields by name) into a spec mapping.
 
-    Only the text-to-number step happens here; ranges are checked by ``parse_spec``.
+    Only the text-to-number step happens here; ranges are checked by ``parse_spec``. ``c``,
+    ``center`` and ``scale`` stay decimal text (any number of digits, for deep views).
     """
     spec: dict[str, Any] = {}
     for key, raw in params.items():
         if key not in FIELDS:
             raise SpecError(f"unknown parameter {key[:64]!r}; the spec's fields are {', '.join(FIELDS)}", key[:64])
-        if len(raw) > 256:
+        limit = 2 * MAX_TEXT + 1 if key in ("c", "center") else MAX_TEXT if key == "scale" else 256
+        if len(raw) > limit:
             raise SpecError(f"{key} is too long", key)
         if key in ("c", "center"):
             parts = raw.split(",")
             if len(parts) != 2:
                 raise SpecError(f"{key} must be two numbers separated by a comma, e.g. {key}=-0.8,0.156", key)
-            spec[key] = [_parse_float(p, key) for p in parts]
+            spec[key] = [_decimal_text(p, key) for p in parts]
+        elif key == "scale":
+            spec[key] = _decimal_text(raw, key)
         elif key in ("fractal", "format", "colormap", "precision"):
             spec[key] = raw
         elif key in ("width", "height", "max_iter", "tile_size"):
@@ -313,15 +374,19 @@ def spec_from_query(params: Mapping[str, str]) -> dict[str, Any]:
     return spec
 
 
-# ASCII digits only: without re.ASCII, \d (and float/int) would take "１" or "١" for a 1
-_DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 _WHOLE = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def _decimal_text(text: str, field: str) -> str:
+    """A coordinate's text, checked for syntax (``parse_spec`` reads it exactly)."""
+    parse_decimal(text, field)
+    return text.strip()
 
 
 def _parse_float(text: str, field: str) -> float:
     """A plain decimal number: no underscores, no 'nan'/'inf', no hex."""
     try:
-        if not _DECIMAL.fullmatch(text.strip()):
+        if not DECIMAL.fullmatch(text.strip()):
             raise ValueError
         value = float(text.strip())
     except ValueError:

@@ -91,7 +91,7 @@ def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
     _, cols = grid(spec)
     tiles, encoded = [], []
     for index in range(first, end):
-        counts, smooth = render_tile_arrays(spec, tile(spec, index))
+        counts, smooth = render_tile_arrays(spec, tile(spec, index), store)
         encoded.append(encode_tile(counts, smooth, spec.max_iter))
         tiles.append((counts, smooth))
     t1 = time.perf_counter()
@@ -148,7 +148,7 @@ def compute_tile(task: dict, store: ObjectStore, spec: RenderSpec | None = None)
         return {"job": job_id, "tile": index, "key": key, "cached": True,
                 "seconds": {"total": time.perf_counter() - started}}
     t0 = time.perf_counter()
-    counts, smooth = render_tile_arrays(spec, t)
+    counts, smooth = render_tile_arrays(spec, t, store)
     t1 = time.perf_counter()
     data = encode_tile(counts, smooth, spec.max_iter)
     return RenderedTile(job_id, index, key, counts, smooth, data, started, t1 - t0, time.perf_counter() - t1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -58,8 +58,13 @@ def band(spec: RenderSpec, row: int) -> list[Tile]:
     return [tile(spec, row * cols + c) for c in range(cols)]
 
 
-def render_tile_arrays(spec: RenderSpec, t: Tile) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and smooth values of one tile."""
+def render_tile_arrays(spec: RenderSpec, t: Tile, store: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and smooth values of one tile. A deep view reads its job's reference orbits from
+    ``store`` (computed in memory without one: ``fractally.orbit``)."""
+    if spec.deep is not None:
+        from fractally import orbit, perturb
+
+        return perturb.render_window(spec, orbit.orbits_for(spec, store), t.y0, t.x0, t.height, t.width)
     from fractally.kernel import render_window  # numba loads on first use, not when a spec is checked
 
     return render_window(spec, t.y0, t.x0, t.height, t.width)

@@ -36,16 +36,20 @@ WARM_SPECS = (
      "max_iter": 32, "tile_size": 16},
     {"fractal": "julia", "c": [-0.8, 0.156], "width": 16, "height": 16, "max_iter": 32, "tile_size": 16,
      "precision": "float32"},
+    # a deep view: the perturbation kernel (one compiled kernel for both fractals and every depth)
+    {"fractal": "mandelbrot", "center": ["0", "1"], "scale": "1e-20", "width": 16, "height": 16,
+     "max_iter": 32, "tile_size": 16},
 )
 
 
 def kernel_dispatchers() -> dict[str, Any]:
-    """Every numba-compiled function of ``fractally.kernel`` and ``fractally.colour_kernel``, by name."""
+    """Every numba-compiled function of ``fractally.kernel``, ``fractally.perturb`` and
+    ``fractally.colour_kernel``, by name."""
     from numba.core.registry import CPUDispatcher
 
-    from fractally import colour_kernel, kernel
+    from fractally import colour_kernel, kernel, perturb
 
-    return {f"{module.__name__}.{name}": obj for module in (kernel, colour_kernel)
+    return {f"{module.__name__}.{name}": obj for module in (kernel, perturb, colour_kernel)
             for name, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
 
 
@@ -63,9 +67,9 @@ def _loading_steps(spec: Any) -> list[Callable[[], Any]]:
     """``load_for(spec)`` in the steps ``warm`` may wait between: the kernel, then (PNG) the colouring loop."""
 
     def kernel() -> tuple:
-        from fractally.kernel import render_window
+        from fractally.tiling import Tile, render_tile_arrays
 
-        return render_window(spec, 0, 0, 1, 1)
+        return render_tile_arrays(spec, Tile(0, 0, 0, 0, 0, 1, 1))  # one pixel (a deep view: its orbit too)
 
     if spec.format != "png":
         return [kernel]

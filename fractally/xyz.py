@@ -20,16 +20,23 @@ Deeper views sit closer to the set's boundary, where points escape later; a fixe
 paint ever more of the picture as "inside". Every tile of one zoom level shares the rule, so
 neighbouring tiles colour alike (the colouring depends on ``max_iter``).
 
-Zoom is bounded to 0..40: at z = 40 a pixel is 2⁻⁴⁶ wide, still well above the validator's
-float64 limit (8 ulps of coordinates below 4, i.e. 2⁻⁴⁸), which ``parse_spec`` checks anyway.
+Zoom 0..40 is the float64 pyramid the explorer shows: at z = 40 a pixel is 2⁻⁴⁶ wide, still well above
+the validator's float64 limit (8 ulps of coordinates below 4, i.e. 2⁻⁴⁸). Beyond it, up to
+``MAX_DEEP_ZOOM``, a tile is a deep view (``fractally.perturb``): its centre and width are exact decimal
+strings (every tile corner is a binary fraction, so a finite decimal), and the iteration rule goes on
+rising up to ``DEEP_ITER_CAP`` (256² pixels × 30,000 is within the synchronous work limit). Each deep
+tile has its own reference orbit (its centre), so neighbouring deep tiles agree with exact counts, not
+with each other bit for bit at their edges (a job's tiles do: one orbit per job).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from decimal import Decimal, localcontext
 
 from fractally.codec import decode_tile, encode_png
+from fractally.decimals import canonical
 from fractally.colour import colourize
 from fractally.errors import KeyNotFound, NotFound, SpecError
 from fractally.spec import FRACTALS, RenderSpec, parse_spec, spec_from_query
@@ -40,18 +47,23 @@ TILE_PIXELS = 256
 EXTENT = 4.0  # width (and height) of tile 0/0/0 in complex units
 LEFT, TOP = -2.0, 2.0  # its top-left corner: real -2, imaginary +2
 MAX_ZOOM = 40
+#: The deepest tile (a deep view): 4 / 2^1000 is about 3.7e-301; its exact centre has 1,000 digits,
+#: within the spec's 1,100.
+MAX_DEEP_ZOOM = 1_000
 #: The iteration rule: min(ITER_CAP, ITER_BASE + ITER_PER_ZOOM · z). explorer.js mirrors these.
 ITER_BASE, ITER_PER_ZOOM, ITER_CAP = 200, 100, 5000
+#: The cap beyond MAX_ZOOM (the rule continues from z = 41: 4,300 iterations, as at z = 40 plus 100).
+DEEP_ITER_CAP = 30_000
 #: Query parameters a tile takes; everything else about the picture follows from z/x/y.
 QUERY_FIELDS = ("c", "colormap", "max_iter")
 PNG_PREFIX = "xyz/"
 
-_INDEX = re.compile(r"[0-9]{1,16}")
+_INDEX = re.compile(r"[0-9]{1,302}")  # 2^1000 has 302 digits
 
 
 def default_max_iter(z: int) -> int:
     """Iterations for zoom ``z`` when the request names none (see the module docstring)."""
-    return min(ITER_CAP, ITER_BASE + ITER_PER_ZOOM * z)
+    return min(ITER_CAP if z <= MAX_ZOOM else DEEP_ITER_CAP, ITER_BASE + ITER_PER_ZOOM * z)
 
 
 def tile_width(z: int) -> float:
@@ -65,6 +77,22 @@ def tile_center(z: int, x: int, y: int) -> tuple[float, float]:
     return LEFT + (x + 0.5) * w, TOP - (y + 0.5) * w
 
 
+def deep_tile_width(z: int) -> str:
+    """4 / 2^z as an exact decimal string: 5^(z-2) / 10^(z-2)."""
+    with localcontext() as ctx:
+        ctx.prec = z + 20
+        return canonical(Decimal(5 ** (z - 2)).scaleb(2 - z))
+
+
+def deep_tile_center(z: int, x: int, y: int) -> list[str]:
+    """The exact centre of tile z/x/y as decimal strings: -2 + (2x+1)/2^(z-1) and 2 - (2y+1)/2^(z-1)."""
+    digits = z - 1  # (2x+1)/2^(z-1) = (2x+1)·5^(z-1) / 10^(z-1): exact in decimal
+    with localcontext() as ctx:
+        ctx.prec = 2 * z + 20  # wide enough that nothing below rounds
+        return [canonical(Decimal(LEFT) + Decimal((2 * x + 1) * 5**digits).scaleb(-digits)),
+                canonical(Decimal(TOP) - Decimal((2 * y + 1) * 5**digits).scaleb(-digits))]
+
+
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """(re_min, re_max, im_min, im_max) of tile z/x/y."""
     w = tile_width(z)
@@ -76,8 +104,8 @@ def check_tile(z: int, x: int, y: int) -> None:
     for name, value in (("z", z), ("x", x), ("y", y)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise NotFound(f"{name} must be a whole number", name)
-    if not 0 <= z <= MAX_ZOOM:
-        raise NotFound(f"z must be between 0 and {MAX_ZOOM}, got {z}", "z")
+    if not 0 <= z <= MAX_DEEP_ZOOM:
+        raise NotFound(f"z must be between 0 and {MAX_DEEP_ZOOM}, got {z}", "z")
     last = 2**z - 1
     for name, value in (("x", x), ("y", y)):
         if not 0 <= value <= last:
@@ -99,8 +127,8 @@ def xyz_spec(fractal: str, z: int, x: int, y: int, c: tuple[float, float] | list
     check_tile(z, x, y)
     data = {
         "fractal": fractal,
-        "center": list(tile_center(z, x, y)),
-        "scale": tile_width(z),
+        "center": list(tile_center(z, x, y)) if z <= MAX_ZOOM else deep_tile_center(z, x, y),
+        "scale": tile_width(z) if z <= MAX_ZOOM else deep_tile_width(z),
         "width": TILE_PIXELS,
         "height": TILE_PIXELS,
         "tile_size": TILE_PIXELS,
@@ -161,7 +189,7 @@ def render_png(spec: RenderSpec, store: ObjectStore) -> bytes:
 
 
 __all__ = [
-    "EXTENT", "ITER_BASE", "ITER_CAP", "ITER_PER_ZOOM", "MAX_ZOOM", "QUERY_FIELDS", "TILE_PIXELS",
-    "cached_png", "check_tile", "default_max_iter", "png_key", "render_png", "spec_from_request",
-    "tile_bounds", "tile_center", "tile_width", "xyz_spec",
+    "DEEP_ITER_CAP", "EXTENT", "ITER_BASE", "ITER_CAP", "ITER_PER_ZOOM", "MAX_DEEP_ZOOM", "MAX_ZOOM", "QUERY_FIELDS",
+    "TILE_PIXELS", "cached_png", "check_tile", "deep_tile_center", "deep_tile_width", "default_max_iter", "png_key",
+    "render_png", "spec_from_request", "tile_bounds", "tile_center", "tile_width", "xyz_spec",
 ]

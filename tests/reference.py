@@ -8,9 +8,14 @@
   (sequential maps) into a 4096-entry table; the transfer ``t = s(M+k) / (M(s+k))`` of the smooth value
   ``s`` (NaN and negatives as 0, above M as M) picks the nearest entry; points with ``count >= M`` are
   the inside colour. Written from that text, not from the module's code, and in float64 throughout.
+* ``exact_deep_count``: a deep view's pixel counted exactly as API.md states the rule, in mpmath
+  (not the gmpy2 the service uses) at the view's bits plus guard bits.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
@@ -139,3 +144,63 @@ def reference_colours(counts: np.ndarray, smooth: np.ndarray, max_iter: int, col
     image = table[np.floor(t * (len(table) - 1) + 0.5).astype(np.int64)]
     image[counts >= max_iter] = INSIDE
     return image
+
+
+def exact_deep_count(spec: Any, i: int, j: int, guard_bits: int = 128) -> int:
+    """API.md's iteration count of pixel (i, j) of a deep view in mpmath at the view's bits plus
+    ``guard_bits``: the pixel centre from the decimal coordinates, z ← z² + c as written."""
+    import mpmath
+
+    deep = spec.deep
+    spacing = Decimal(deep.scale) / spec.width
+    with mpmath.workprec(int(-spacing.adjusted() * 3.33) + guard_bits):
+        scale, half = mpmath.mpf(deep.scale), mpmath.mpf(0.5)
+        x = mpmath.mpf(deep.center[0]) + ((j + half - mpmath.mpf(spec.width) / 2) * scale) / spec.width
+        y = mpmath.mpf(deep.center[1]) - ((i + half - mpmath.mpf(spec.height) / 2) * scale) / spec.width
+        if spec.julia:
+            zr, zi, cr, ci = x, y, mpmath.mpf(deep.c[0]), mpmath.mpf(deep.c[1])
+        else:
+            zr, zi, cr, ci = mpmath.mpf(0), mpmath.mpf(0), x, y
+        r2 = mpmath.mpf(spec.escape_radius) ** 2
+        n = 0
+        while n < spec.max_iter and zr * zr + zi * zi <= r2:
+            zr, zi = zr * zr - zi * zi + cr, 2 * zr * zi + ci
+            n += 1
+    return n
+
+
+def minibrot_nucleus(start: tuple[str, str], bits: int, max_period: int = 5_000) -> tuple[str, str, int, float]:
+    """The nucleus of the minibrot nearest ``start`` (mpmath): (re, im, period, log10 of its size).
+
+    The period is the step at which |z| is smallest before escaping (the atom period), the nucleus
+    Newton's method on z_p(c) = 0 from ``start``, and the size the usual estimate 1/|b·l²| with
+    l = ∏ 2z_j and b = Σ 1/l_j over the period (Heiland-Allen's).
+    """
+    import mpmath
+
+    with mpmath.workprec(bits):
+        c = mpmath.mpc(mpmath.mpf(start[0]), mpmath.mpf(start[1]))
+        z, smallest, period = mpmath.mpc(0), None, 0
+        for n in range(1, max_period):
+            z = z * z + c
+            if smallest is None or abs(z) < smallest:
+                smallest, period = abs(z), n
+            if abs(z) > 2:
+                break
+        for _ in range(60):
+            z, dz = mpmath.mpc(0), mpmath.mpc(0)
+            for _ in range(period):
+                dz = 2 * z * dz + 1
+                z = z * z + c
+            step = z / dz
+            c -= step
+            if abs(step) < mpmath.mpf(2) ** (20 - bits):
+                break
+        z, l, b = mpmath.mpc(0), mpmath.mpc(1), mpmath.mpc(1)
+        for _ in range(1, period):
+            z = z * z + c
+            l = 2 * z * l
+            b += 1 / l
+        digits = int(bits / 3.33) - 10
+        return (mpmath.nstr(c.real, digits, min_fixed=-2, max_fixed=2), mpmath.nstr(c.imag, digits, min_fixed=-2,
+                max_fixed=2), period, float(mpmath.log10(abs(1 / (b * l * l)))))

@@ -110,9 +110,11 @@ def test_spec_schema_limits_are_the_cores():
     assert props["width"]["maximum"] == props["height"]["maximum"] == S.MAX_SIDE
     assert props["max_iter"]["maximum"] == S.MAX_ITER
     assert (props["tile_size"]["minimum"], props["tile_size"]["maximum"]) == (S.MIN_TILE, S.MAX_TILE)
-    assert props["scale"]["maximum"] == S.MAX_COORD and props["scale"]["exclusiveMinimum"] == 0
+    scale_number = props["scale"]["oneOf"][0]  # a number, or a decimal string of any precision
+    assert scale_number["maximum"] == S.MAX_COORD and scale_number["exclusiveMinimum"] == 0
+    assert props["scale"]["oneOf"][1]["type"] == "string"
     assert props["escape_radius"]["maximum"] == S.MAX_ESCAPE_RADIUS
-    assert props["c"]["items"]["maximum"] == S.MAX_COORD
+    assert props["c"]["items"]["oneOf"][0]["maximum"] == S.MAX_COORD
     assert props["precision"]["enum"][:-1] == list(S.PRECISIONS)  # the last is null (the default)
     assert props["precision"]["default"] == "float64"
     assert set(props) == set(S.FIELDS)

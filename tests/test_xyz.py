@@ -72,7 +72,8 @@ def test_children_specs_have_half_the_scale_and_centres_a_quarter_tile_away(z, x
 
 
 def test_iterations_grow_with_zoom_by_the_documented_rule():
-    assert [xyz.default_max_iter(z) for z in (0, 1, 10, 48, 49, 40)] == [200, 300, 1200, 5000, 5000, 4200]
+    assert [xyz.default_max_iter(z) for z in (0, 1, 10, 40, 41, 48, 49, 298, 1000)] == \
+        [200, 300, 1200, 4200, 4300, 5000, 5100, 30000, 30000]  # beyond 40 (deep tiles) the cap is 30,000
     assert xyz.xyz_spec("mandelbrot", 3, 1, 1).max_iter == 500
     assert xyz.xyz_spec("mandelbrot", 3, 1, 1, max_iter=77).max_iter == 77
 
@@ -83,7 +84,22 @@ def test_deepest_zoom_is_within_float64_resolution_everywhere():
         assert xyz.xyz_spec("mandelbrot", xyz.MAX_ZOOM, x, y).scale == 4 / 2**40
 
 
-@pytest.mark.parametrize("z,x,y,field", [(41, 0, 0, "z"), (-1, 0, 0, "z"), (2, 4, 0, "x"), (2, 0, 4, "y"),
+@pytest.mark.parametrize("z", [41, 60, 500, 1000])
+def test_tiles_beyond_zoom_40_have_exact_decimal_centres_and_widths(z):
+    from decimal import Decimal
+    from fractions import Fraction
+
+    x, y = 2**(z - 1) + 12345, 2**(z - 2) + 7
+    spec = xyz.xyz_spec("mandelbrot", z, x, y)
+    centre = spec.deep.center if spec.deep else spec.center
+    scale = spec.deep.scale if spec.deep else spec.scale
+    assert Fraction(Decimal(scale)) == Fraction(4, 2**z)
+    assert Fraction(Decimal(centre[0])) == -2 + Fraction(2 * x + 1, 2**(z - 1))
+    assert Fraction(Decimal(centre[1])) == 2 - Fraction(2 * y + 1, 2**(z - 1))
+    assert (spec.deep is not None) == (z >= 60)  # z = 41 still resolves in float64
+
+
+@pytest.mark.parametrize("z,x,y,field", [(1001, 0, 0, "z"), (-1, 0, 0, "z"), (2, 4, 0, "x"), (2, 0, 4, "y"),
                                          (0, 0, -1, "y"), (True, 0, 0, "z")])
 def test_tiles_outside_the_pyramid_do_not_exist(z, x, y, field):
     with pytest.raises(NotFound) as err:
@@ -199,7 +215,7 @@ def test_identical_requests_in_flight_share_one_render(api_app, api_client, monk
 
 
 @pytest.mark.parametrize("path,status,field", [
-    ("/v1/tiles/julia/41/0/0.png?c=0,0", 404, "z"),
+    ("/v1/tiles/julia/1001/0/0.png?c=0,0", 404, "z"),
     ("/v1/tiles/julia/1/2/0.png?c=0,0", 404, "x"),
     ("/v1/tiles/julia/1/0/2.png?c=0,0", 404, "y"),
     ("/v1/tiles/julia/1/-1/0.png?c=0,0", 404, "x"),
@@ -221,3 +237,13 @@ def test_bad_tile_requests_get_a_json_error_and_write_nothing(api_client, api_st
     assert response.status_code == status
     assert response.json["error"]["field"] == field and response.json["error"]["message"]
     assert store_snapshot(api_store) == []
+
+
+def test_a_deep_tile_is_served(api_client):
+    """Zoom 200 beside c = i: a deep view (perturbation), rendered like any tile."""
+    z = 200
+    x = 2**(z - 1) // 2 + 2**(z - 2)  # real part 0 + (half a tile)
+    y = 2**(z - 2) - 1  # the row just above imaginary 1
+    response = api_client.get(f"/v1/tiles/mandelbrot/{z}/{x}/{y}.png?max_iter=2000")
+    assert response.status_code == 200 and response.mimetype == "image/png"
+    assert decode_png(response.data).astype(float).std() > 5

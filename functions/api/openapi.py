@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from fractally.decimals import MAX_DIGITS, MAX_TEXT, canonical
 from fractally import spec as S
 from fractally.jobs import STATUSES
 
@@ -22,11 +23,22 @@ def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
+#: A coordinate given as text: any number of digits (deep views), read exactly (fractally/decimals.py).
+DECIMAL_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,8})?\s*$"
+
+
+def _coordinate(number: dict[str, Any]) -> dict[str, Any]:
+    """A JSON number within ``number``'s bounds, or a decimal string of any precision."""
+    text = {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": MAX_TEXT,
+            "description": f"a decimal number as text, up to {MAX_DIGITS} significant digits, read exactly"}
+    return {"oneOf": [{"type": "number", **number}, text]}
+
+
 def _pair(description: str, default: list[float] | None = None) -> dict[str, Any]:
     schema: dict[str, Any] = {
         "type": "array",
         "description": description,
-        "items": {"type": "number", "minimum": -S.MAX_COORD, "maximum": S.MAX_COORD},
+        "items": _coordinate({"minimum": -S.MAX_COORD, "maximum": S.MAX_COORD}),
         "minItems": 2,
         "maxItems": 2,
     }
@@ -50,9 +62,11 @@ def spec_schema() -> dict[str, Any]:
             "Limits across fields: width × height ≤ "
             f"{S.MAX_JOB_PIXELS} per job, ≤ {S.MAX_MSGPACK_PIXELS} for a msgpack result, ≤ {S.MAX_SYNC_PIXELS} "
             f"for a synchronous render, where also width × height × max_iter ≤ {S.MAX_SYNC_WORK}; at most "
-            f"{S.MAX_TILES} tiles per job; scale/width at least {S.MIN_SPACING_ULPS} float64 ulps of the largest "
-            "coordinate. Unknown fields are rejected; null means the default; integral floats (1024.0) are "
-            "accepted for integer fields; NaN, infinities, booleans and strings are not numbers."
+            f"{S.MAX_TILES} tiles per job. A view with scale/width below {S.MIN_SPACING_ULPS} float64 ulps of the "
+            "largest coordinate is deep: rendered by perturbation around one arbitrary-precision reference orbit, "
+            "the same bits on every machine and tiling, not bit-equal to exact arithmetic (API.md). center, scale "
+            "and c may be decimal strings of any length. Unknown fields are rejected; null means the default; integral floats (1024.0) are "
+            "accepted for integer fields; NaN, infinities and booleans are not numbers."
         ),
         "additionalProperties": False,
         "properties": {
@@ -60,8 +74,11 @@ def spec_schema() -> dict[str, Any]:
                         "description": "julia: z₀ = pixel, z ↦ z² + c; mandelbrot: z₀ = 0, c = pixel"},
             "c": _pair("[re, im], the Julia parameter; required for julia, ignored for mandelbrot"),
             "center": _pair("[x, y], the complex coordinate of the image centre", list(d["center"])),
-            "scale": {"type": "number", "exclusiveMinimum": 0, "maximum": S.MAX_COORD, "default": d["scale"],
-                      "description": "width of the view in complex units; the height is scale × height / width"},
+            "scale": {**_coordinate({"exclusiveMinimum": 0, "maximum": S.MAX_COORD}), "default": d["scale"],
+                      "description": (
+                          "width of the view in complex units; the height is scale × height / width. Below "
+                          "float64's resolution the view is deep (perturbation, API.md \"Deep views\"): "
+                          f"scale ≥ {canonical(S.MIN_DEEP_SCALE)}, max_iter ≤ {S.MAX_DEEP_ITER}, precision float64")},
             "width": {"type": "integer", "minimum": 1, "maximum": S.MAX_SIDE, "default": d["width"]},
             "height": {"type": "integer", "minimum": 1, "maximum": S.MAX_SIDE, "default": d["height"]},
             "max_iter": {"type": "integer", "minimum": 1, "maximum": S.MAX_ITER, "default": d["max_iter"]},
@@ -98,6 +115,9 @@ def spec_schema() -> dict[str, Any]:
 def _nullable_fields(schema: dict[str, Any]) -> dict[str, Any]:
     """A JSON body may give any field as null, meaning its default (``parse_spec`` reads it so)."""
     for prop in schema["properties"].values():
+        if "oneOf" in prop:  # a number or a decimal string
+            prop["oneOf"] = [*prop["oneOf"], {"type": "null"}]
+            continue
         prop["type"] = [prop["type"], "null"]
         if "enum" in prop:
             prop["enum"] = [*prop["enum"], None]
@@ -184,6 +204,10 @@ def _query_parameters() -> list[dict[str, Any]]:
             schema: dict[str, Any] = {"type": "string", "pattern": PAIR_PATTERN}
             example = "-0.8,0.156" if name == "c" else "0,0"
             description = f"{name} as two numbers separated by a comma ({spec[name]['description']})"
+        elif name == "scale":  # text in a query: any number of digits
+            schema = {"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": MAX_TEXT}
+            example = "3.2"
+            description = spec[name]["description"]
         else:
             schema = {k: v for k, v in spec[name].items() if k != "description"}
             example = None
@@ -244,13 +268,15 @@ def _tile() -> dict[str, Any]:
                 f"[{xyz.TOP - xyz.EXTENT:g}, {xyz.TOP:g}]; zoom z has 2^z × 2^z tiles, each {width} wide; x counts "
                 "columns from the left (real −2), y rows from the top (imaginary +2). The tile is the render spec "
                 f"center = its centre, scale = {width}, width = height = tile_size = {xyz.TILE_PIXELS}, format png, "
-                f"max_iter = min({xyz.ITER_CAP}, {xyz.ITER_BASE} + {xyz.ITER_PER_ZOOM}·z) unless given. "
+                f"max_iter = min({xyz.ITER_CAP}, {xyz.ITER_BASE} + {xyz.ITER_PER_ZOOM}·z) unless given "
+                f"(beyond z = {xyz.MAX_ZOOM} the cap is {xyz.DEEP_ITER_CAP}). "
                 "The response is immutable: ETag is the spec's content hash, If-None-Match answers 304."
             ),
             "tags": ["tiles"],
             "parameters": [
                 path("fractal", {"type": "string", "enum": list(S.FRACTALS)}, "julia or mandelbrot"),
-                path("z", {"type": "integer", "minimum": 0, "maximum": xyz.MAX_ZOOM}, "zoom level"),
+                path("z", {"type": "integer", "minimum": 0, "maximum": xyz.MAX_DEEP_ZOOM},
+                     f"zoom level (beyond {xyz.MAX_ZOOM}: a deep view, its centre and width exact decimals)"),
                 path("x", {"type": "integer", "minimum": 0}, "column, 0 … 2^z − 1, from the left"),
                 path("y", {"type": "integer", "minimum": 0}, "row, 0 … 2^z − 1, from the top"),
                 {**query("c", {"type": "string", "pattern": PAIR_PATTERN},
@@ -273,7 +299,7 @@ def _tile() -> dict[str, Any]:
                     "content": {"image/png": {}},
                 },
                 "304": {"description": "If-None-Match named this tile's ETag: nothing is rendered or read"},
-                "404": _error("no such tile: z outside 0 … 40, x or y outside 0 … 2^z − 1, or an unknown fractal "
+                "404": _error("no such tile: z outside 0 … 1000, x or y outside 0 … 2^z − 1, or an unknown fractal "
                               "(error.field says which)"),
                 "414": _error("the query string is too long"),
                 "422": _ref("InvalidSpec", "responses"),

@@ -1,0 +1,377 @@
+"""Deep views: every pixel iterated in float64 as a difference from one arbitrary-precision orbit.
+
+A pixel's orbit z is written z = Z_m + δ with Z the reference orbit (``fractally.orbit``), and
+
+    δ ← (2·Z_m + δ)·δ + δc        (mandelbrot: δc = the pixel's offset from the centre, δ₀ = 0;
+                                    julia: δc = 0, δ₀ = the pixel's offset)
+
+which float64 holds however deep the view: δ is as small as the pixels are far apart. The escape
+test is API.md's |z|² ≤ R² on z = Z_m + δ, and n counts steps as in the exact rule.
+
+**Rebasing** (Zhuoran, 2021) replaces glitch detection: when |Z_m + δ| < |δ| (the pixel's orbit
+passes nearer 0 than the reference's difference), or the reference runs out (it escaped, or
+max_iter), δ becomes the whole z and m goes back to 0 on the *critical orbit* W (the orbit of 0:
+for a mandelbrot the reference itself; for a julia set the orbit of 0 under z² + c). Since
+W₀ = 0, the new δ is z exactly as float64 holds it.
+
+**Extended exponent.** Below about 1e-290 a pixel's δ and δc no longer fit float64's exponent.
+Such a pixel starts in extended mode: δ and δc are float64 pairs with a shared int exponent
+(δ = (dr + i·di)·2^de), each step a sum of 2·Z·δ, δ² and δc aligned to the largest term's
+exponent, then renormalised. Once δ ≥ 2^-800 it switches to the plain float64 loop (δc, below
+2^-960·width, is then under float64's rounding of the step and dropped), and back if δ shrinks
+again, or if |2Z + δ| is so small that δc would count (a rebase onto W₀ = 0, a pass beside a deep
+minibrot's nucleus). While the reference entry is far larger than δ (no rebase
+can be due) the extended step keeps δ's exponent for many steps and costs two multiplies more than
+the plain one; the aligned sum is for entries near 0 (every period, inside a deep minibrot).
+
+**Same bits everywhere.** One reference per job (its bytes are the same wherever computed: MPFR
+rounds correctly), the pixel offset from the whole image's index (API.md's formula, centre
+omitted), a fixed operation order, no fastmath, no FMA: every machine and every tiling gives the
+same counts. They are not the exact-arithmetic counts of the decimal coordinates: they agree on
+nearly every pixel (docs/BENCHMARKS.md, "Deep views"; tests/test_deep.py checks against mpmath).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fractally.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, ngjit
+from fractally.orbit import Orbit
+from fractally.skip import skip_for
+from fractally.spec import RenderSpec
+
+#: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
+PLAIN_EXPONENT = -800
+#: A pixel spacing below 2^EXTENDED_SPACING needs the extended-exponent path (δc would underflow).
+EXTENDED_SPACING = -960
+_PLAIN_D2 = 2.0 ** (2 * PLAIN_EXPONENT)
+#: In an extended view the plain step drops δc (≤ 2^-948): it may only while |2Z + δ| ≥ 2^-50, so that
+#: |(2Z + δ)·δ| ≥ 2^-850 keeps δc under 2^-98 of it; below (δ's orbit passing 0: just rebased onto
+#: W₀ = 0, or beside a deep minibrot's nucleus) the step is taken in extended form, δc included.
+_PLAIN_T2 = 2.0**-100
+#: Reference entries at least 2^FAST_EXPONENT take the extended path's fast step (δ keeps its exponent).
+FAST_EXPONENT = -700
+_RESCALE_LOW, _RESCALE_HIGH = 2.0**-32, 2.0**32  # the fast step renormalises δ's mantissas outside these
+
+
+@ngjit
+def _split(re, im):
+    """(mantissa re, mantissa im, exponent) with the larger mantissa in [0.5, 1); zero gets a tiny exponent."""
+    big = max(abs(re), abs(im))
+    if big == 0.0:
+        return 0.0, 0.0, -(2**40)
+    _, e = math.frexp(big)
+    return math.ldexp(re, -e), math.ldexp(im, -e), e
+
+
+@ngjit
+def _scaled(x, shift):
+    """x · 2^shift for shift ≤ 0 (0 when it underflows), for sums of terms of different exponents."""
+    if shift < -1100:
+        return 0.0
+    return math.ldexp(x, shift)
+
+
+@ngjit
+def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, crit_mre, crit_mim, crit_exp,
+           off_re, off_im, off_exp, extended, max_iter, r2, skip_m, kr, ki, ke):
+    """One pixel's count and final |z|² (see the module docstring for the rule).
+
+    ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
+    float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
+    extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: the view's skipped steps and
+    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.skip``).
+    """
+    # the difference δ at step skip_m (K·offset) and the per-pixel constant δc, as mantissas and exponents
+    dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
+    de = e + ke + off_exp
+    if julia:
+        cr, ci, ce = 0.0, 0.0, -(2**40)
+    else:
+        cr, ci, ce = off_re, off_im, off_exp
+    # δc as a float64 for the plain loop: the offset itself in a plain view; in an extended one it is
+    # below float64's rounding of δ whenever the plain loop runs (0 or a subnormal here)
+    pcr = math.ldexp(cr, ce) if ce > -1100 else 0.0
+    pci = math.ldexp(ci, ce) if ce > -1100 else 0.0
+    plain = (not extended) or de > PLAIN_EXPONENT
+    if plain:
+        dr = math.ldexp(dr, de) if de > -1100 else 0.0
+        di = math.ldexp(di, de) if de > -1100 else 0.0
+    zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
+    fast_e = 1 << 50  # the exponent the fast extended step's factors were made for (none yet)
+    s_de = s_c = 0.0
+    last = len(zre) - 1
+    m = skip_m
+    n = skip_m
+    z2 = 0.0
+    while True:
+        Zr = zre[m]
+        Zi = zim[m]
+        if plain:
+            xr = Zr + dr
+            xi = Zi + di
+            z2 = xr * xr + xi * xi
+            if not z2 <= r2 or n >= max_iter:
+                break
+            d2 = dr * dr + di * di
+            if z2 < d2 or m == last:  # rebase onto the critical orbit, whose W₀ = 0
+                dr, di = xr, xi
+                zre, zim, zm, ze, zx = crit_re, crit_im, crit_mre, crit_mim, crit_exp
+                last = len(zre) - 1
+                m = 0
+                Zr = zre[0]
+                Zi = zim[0]
+                d2 = z2
+            tr = (Zr + Zr) + dr
+            ti = (Zi + Zi) + di
+            if extended and tr * tr + ti * ti < _PLAIN_T2:  # δc would matter: this step in extended form
+                dr, di, de = _split(dr, di)
+                plain = False
+                continue
+            nr = (tr * dr - ti * di) + pcr
+            ni = (tr * di + ti * dr) + pci
+            dr, di = nr, ni
+            m += 1
+            n += 1
+            if extended and dr * dr + di * di < _PLAIN_D2:  # too small for float64's exponent: extended again
+                dr, di, de = _split(dr, di)
+                plain = False
+            continue
+        # extended mode: δ = (dr + i di)·2^de, |δ| < 2^PLAIN_EXPONENT
+        xr = Zr + math.ldexp(dr, de) if de > -1100 else Zr
+        xi = Zi + math.ldexp(di, de) if de > -1100 else Zi
+        z2 = xr * xr + xi * xi
+        if not z2 <= r2 or n >= max_iter:
+            break
+        Me = zx[m]
+        if Me > FAST_EXPONENT and m != last and ce - de < 1000:
+            # |Z| ≥ 2^FAST_EXPONENT ≫ |δ|: no rebase can be due, and with δ = D·2^de kept at one
+            # exponent for many steps the step is the plain one plus two multiplies:
+            # D' = (2Z + D·2^de)·D + C·2^(ce-de), the factors recomputed only when de changes
+            if de != fast_e:
+                fast_e = de
+                s_de = math.ldexp(1.0, de) if de > -1074 else 0.0
+                s_c = math.ldexp(1.0, ce - de) if ce - de > -1074 else 0.0
+            tr = (Zr + Zr) + dr * s_de
+            ti = (Zi + Zi) + di * s_de
+            nr = (tr * dr - ti * di) + cr * s_c
+            ni = (tr * di + ti * dr) + ci * s_c
+            dr, di = nr, ni
+            m += 1
+            n += 1
+            big = max(abs(dr), abs(di))
+            if not (_RESCALE_LOW < big < _RESCALE_HIGH):
+                dr, di, e = _split(dr, di)
+                de = de + e
+                if de > PLAIN_EXPONENT:
+                    dr, di = math.ldexp(dr, de), math.ldexp(di, de)
+                    plain = True
+            continue
+        Mr = zm[m]
+        Mi = ze[m]
+        # z = Z + δ aligned to the larger exponent; rebase when |z| < |δ| or the reference ends
+        top = max(Me, de)
+        sr = _scaled(Mr, Me - top) + _scaled(dr, de - top)
+        si = _scaled(Mi, Me - top) + _scaled(di, de - top)
+        qr = _scaled(dr, de - top)
+        qi = _scaled(di, de - top)
+        if sr * sr + si * si < qr * qr + qi * qi or m == last:
+            dr, di, e = _split(sr, si)
+            de = top + e
+            zre, zim, zm, ze, zx = crit_re, crit_im, crit_mre, crit_mim, crit_exp
+            last = len(zre) - 1
+            m = 0
+            Mr = zm[0]
+            Mi = ze[0]
+            Me = zx[0]
+        # δ' = 2·Z·δ + δ² + δc, each term as mantissas and an exponent, summed at the largest
+        ar = 2.0 * (Mr * dr - Mi * di)
+        ai = 2.0 * (Mr * di + Mi * dr)
+        ea = Me + de
+        br = dr * dr - di * di
+        bi = 2.0 * (dr * di)
+        eb = de + de
+        top = max(ea, eb, ce)
+        sr = (_scaled(ar, ea - top) + _scaled(br, eb - top)) + _scaled(cr, ce - top)
+        si = (_scaled(ai, ea - top) + _scaled(bi, eb - top)) + _scaled(ci, ce - top)
+        dr, di, e = _split(sr, si)
+        de = top + e
+        m += 1
+        n += 1
+        if de > PLAIN_EXPONENT:  # large enough for float64: the plain loop
+            dr, di = math.ldexp(dr, de), math.ldexp(di, de)
+            plain = True
+    return n, z2
+
+
+LANES = 4  # pixels in flight in the plain loop: their dependency chains overlap
+
+
+@ngjit
+def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, nbuf, mbuf):
+    """``_pixel``'s plain loop for a strip of a plain view, ``LANES`` pixels in flight.
+
+    The same operations in the same order as ``_pixel`` for every pixel (so the same bits), but one
+    pass of the loop steps every lane: a pixel's step waits on its previous one (some 15 cycles), the
+    lanes' steps do not wait on each other. A lane whose pixel is done takes the next one.
+    ``zr``/``zi``: the reference then the critical orbit, one after the other (``ref_len`` entries of
+    the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
+    (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.skip``).
+    """
+    cols = len(px)
+    total = cols * len(py)
+    crit_last = len(zr) - 1
+    dr = np.zeros(LANES)
+    di = np.zeros(LANES)
+    cr = np.zeros(LANES)
+    ci = np.zeros(LANES)
+    base = np.zeros(LANES, np.int64)
+    last = np.zeros(LANES, np.int64)
+    m = np.zeros(LANES, np.int64)
+    n = np.zeros(LANES, np.int64)
+    at = np.full(LANES, -1, np.int64)
+    following = 0
+    busy = 0
+    for k in range(LANES):
+        if following < total:
+            ox = px[following % cols]
+            oy = py[following // cols]
+            dr[k] = kr * ox - ki * oy
+            di[k] = kr * oy + ki * ox
+            cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
+            base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
+            following += 1
+            busy += 1
+    while busy > 0:
+        for k in range(LANES):
+            if at[k] < 0:
+                continue
+            a = base[k] + m[k]
+            Zr = zr[a]
+            Zi = zi[a]
+            xr = Zr + dr[k]
+            xi = Zi + di[k]
+            z2 = xr * xr + xi * xi
+            if not z2 <= r2 or n[k] >= max_iter:
+                nbuf[at[k]] = n[k]
+                mbuf[at[k]] = z2
+                if following < total:  # the lane takes the next pixel
+                    ox = px[following % cols]
+                    oy = py[following // cols]
+                    dr[k] = kr * ox - ki * oy
+                    di[k] = kr * oy + ki * ox
+                    cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
+                    base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
+                    following += 1
+                else:
+                    at[k] = -1
+                    busy -= 1
+                continue
+            d2 = dr[k] * dr[k] + di[k] * di[k]
+            if z2 < d2 or a == last[k]:  # rebase onto the critical orbit, whose W₀ = 0
+                dr[k] = xr
+                di[k] = xi
+                base[k] = ref_len
+                last[k] = crit_last
+                m[k] = 0
+                Zr = zr[ref_len]
+                Zi = zi[ref_len]
+            tr = (Zr + Zr) + dr[k]
+            ti = (Zi + Zi) + di[k]
+            nr = (tr * dr[k] - ti * di[k]) + cr[k]
+            ni = (tr * di[k] + ti * dr[k]) + ci[k]
+            dr[k] = nr
+            di[k] = ni
+            m[k] += 1
+            n[k] += 1
+
+
+@ngjit
+def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale_e: int, extended: bool,
+                     width: int, height: int, max_iter: int, escape_radius: float, row0: int, col0: int,
+                     skip: tuple, counts: np.ndarray, smooth: np.ndarray) -> None:
+    """Fill ``counts`` and ``smooth`` for the window at (row0, col0) of a deep view.
+
+    ``ref``/``crit``: (re, im, mre, mim, exp) arrays of the reference and critical orbits. The
+    view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is API.md's
+    ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
+    then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
+    ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.skip``).
+    """
+    rows, cols = counts.shape
+    r2 = escape_radius * escape_radius
+    nbuf = np.empty(cols, np.int32)
+    mbuf = np.empty(cols, np.float64)
+    exponent = np.empty(CHUNK, np.float64)
+    mantissa = np.empty(CHUNK, np.float64)
+    inv_two_log2_r = _inv_two_log2(escape_radius, exponent, mantissa)
+    half_w = width / 2
+    half_h = height / 2
+    if not extended:  # the plain loop, LANES pixels in flight, a strip of rows at a time
+        zr = np.concatenate((ref[0], crit[0]))
+        zi = np.concatenate((ref[1], crit[1]))
+        kr = math.ldexp(skip[1], skip[3]) if skip[3] > -1100 else 0.0
+        ki = math.ldexp(skip[2], skip[3]) if skip[3] > -1100 else 0.0
+        px = np.empty(cols)
+        for j in range(cols):
+            px[j] = ((col0 + j) + 0.5 - half_w) * scale_m / width
+        strip = max(1, STRIP_PIXELS // cols)
+        nstrip = np.empty(strip * cols, np.int32)
+        mstrip = np.empty(strip * cols, np.float64)
+        py = np.empty(strip)
+        for r0 in range(0, rows, strip):
+            h = min(strip, rows - r0)
+            for i in range(h):
+                py[i] = -((((row0 + r0 + i) + 0.5 - half_h) * scale_m) / width)
+            _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2,
+                         nstrip[:h * cols], mstrip[:h * cols])
+            _finish_strip(nstrip[:h * cols], mstrip[:h * cols], cols, max_iter, inv_two_log2_r, exponent,
+                          mantissa, counts, smooth, r0)
+        return
+    for i in range(rows):
+        oy = -((((row0 + i) + 0.5 - half_h) * scale_m) / width)
+        for j in range(cols):
+            ox = ((col0 + j) + 0.5 - half_w) * scale_m / width
+            if extended:
+                mr, mi, e = _split(ox, oy)
+                e = e + scale_e
+            else:
+                mr, mi, e = ox, oy, 0
+            n, z2 = _pixel(julia, ref[0], ref[1], ref[2], ref[3], ref[4], crit[0], crit[1], crit[2], crit[3],
+                           crit[4], mr, mi, e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3])
+            nbuf[j] = n
+            mbuf[j] = z2
+        _finish_strip(nbuf, mbuf, cols, max_iter, inv_two_log2_r, exponent, mantissa, counts[i:i + 1],
+                      smooth[i:i + 1], 0)
+
+
+def scale_parts(spec: RenderSpec) -> tuple[float, int, bool]:
+    """(mantissa, exponent, extended) of a deep view's scale: extended when the pixel spacing is below
+    2^EXTENDED_SPACING; plain views use the float64 scale itself (exponent 0)."""
+    import gmpy2
+
+    with gmpy2.context(precision=53):
+        exact = gmpy2.mpfr(spec.deep.scale)
+        e, m = gmpy2.frexp(exact)
+    extended = e - math.log2(spec.width) < EXTENDED_SPACING
+    if not extended:
+        return spec.scale, 0, False
+    return float(m), int(e), True
+
+
+def render_window(spec: RenderSpec, orbits: tuple[Orbit, Orbit], row0: int, col0: int, rows: int,
+                  cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and smooth values for a window of a deep view, given its (reference, critical) orbits."""
+    ref, crit = orbits
+    counts = np.empty((rows, cols), dtype=np.uint32)
+    smooth = np.empty((rows, cols), dtype=np.float32)
+    if rows == 0 or cols == 0:
+        return counts, smooth
+    scale_m, scale_e, extended = scale_parts(spec)
+    arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
+    s = skip_for(spec, ref)
+    escape_time_deep(spec.julia, arrays(ref), arrays(crit), scale_m, scale_e, extended, spec.width, spec.height,
+                     spec.max_iter, spec.escape_radius, row0, col0, (s.m, s.kr, s.ki, s.ke), counts, smooth)
+    return counts, smooth

@@ -1,0 +1,100 @@
+"""The first iterations of a deep view, skipped for every pixel at once by a linear approximation.
+
+While a pixel's difference δ from the reference is tiny against the reference itself, its step
+δ ← 2·Z_m·δ + δ² + δc is linear to within float64's rounding (δ² is below it), so after m steps
+
+    δ_m = A_m·δ₀ + B_m·δc,   A_{m+1} = 2·Z_m·A_m,  B_{m+1} = 2·Z_m·B_m + 1   (A₀ = 1, B₀ = 0)
+
+(a julia pixel has δc = 0, a mandelbrot pixel δ₀ = 0: one coefficient each). At deep zooms this is
+most of every pixel's iterations: at 1e-300 a pixel's δ needs some 700 steps to grow from 1e-300
+to where δ² shows. The skip M is the last step at which the bound (|A_m| + |B_m|)·d, with d the
+largest offset in the *whole image*, is still below ``TOLERANCE``·|Z_m| (and the reference is well
+inside the escape radius): so it is one number per view, the same for every tile and machine, and
+each pixel starts at step M with δ_M = K·offset (K = A_M or B_M). The coefficients are iterated in
+MPFR at 64 bits (correctly rounded: the same bits everywhere; its exponent range holds the 1e400
+that K reaches at a 1e-400 view).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from fractally.orbit import Orbit, inputs_for
+from fractally.spec import RenderSpec
+
+#: |δ| below this times |Z_m| keeps δ² under float64's rounding of the step (2^-53), with margin
+#: for the error of up to 50,000 skipped steps adding up.
+TOLERANCE = 2.0**-64
+SKIPS_KEPT = 32
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Start every pixel at step ``m`` with δ = (kr + i·ki)·2^ke · offset."""
+
+    m: int
+    kr: float
+    ki: float
+    ke: int
+
+
+NONE = Skip(0, 0.0, 0.0, 0)
+
+_cache: OrderedDict[tuple, Skip] = OrderedDict()
+_guard = threading.Lock()
+
+
+def skip_for(spec: RenderSpec, ref: Orbit) -> Skip:
+    """The view's skip (cached per process: every tile of a job asks for the same one)."""
+    key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height)
+    with _guard:
+        found = _cache.get(key)
+    if found is None:
+        found = compute(spec, ref)
+        with _guard:
+            _cache[key] = found
+            while len(_cache) > SKIPS_KEPT:
+                _cache.popitem(last=False)
+    return found
+
+
+def compute(spec: RenderSpec, ref: Orbit) -> Skip:
+    """Iterate A or B along the reference while the linear step is exact to float64 (module docstring)."""
+    import gmpy2
+
+    assert spec.deep is not None
+    with gmpy2.context(precision=64):
+        scale = gmpy2.mpfr(spec.deep.scale)
+        # the largest |offset| of any pixel: half the image's diagonal, with room for rounding
+        largest = scale * gmpy2.sqrt(gmpy2.mpfr(spec.width**2 + spec.height**2)) / (2 * spec.width) * 1.01
+        tol = gmpy2.mpfr(TOLERANCE)
+        radius = gmpy2.mpfr(spec.escape_radius) * (1 - gmpy2.mpfr(2.0**-20))
+        k = gmpy2.mpc(1) if spec.julia else gmpy2.mpc(0)
+        one = gmpy2.mpc(0) if spec.julia else gmpy2.mpc(1)
+        best = NONE if not spec.julia else Skip(0, 0.5, 0.0, 1)  # K = 1 at step 0 for a julia set
+        last = min(len(ref) - 1, spec.max_iter - 1)
+        for m in range(last):
+            z = gmpy2.mpc(gmpy2.mul_2exp(gmpy2.mpfr(float(ref.mre[m])), int(ref.exp[m])),
+                          gmpy2.mul_2exp(gmpy2.mpfr(float(ref.mim[m])), int(ref.exp[m])))
+            size = abs(z)
+            if size >= radius:
+                break
+            k = 2 * z * k + one  # A or B at step m + 1
+            bound = abs(k) * largest
+            znext = gmpy2.mpc(gmpy2.mul_2exp(gmpy2.mpfr(float(ref.mre[m + 1])), int(ref.exp[m + 1])),
+                              gmpy2.mul_2exp(gmpy2.mpfr(float(ref.mim[m + 1])), int(ref.exp[m + 1])))
+            if not bound < tol * abs(znext):
+                break
+            best = _skip(m + 1, k)
+    return best
+
+
+def _skip(m: int, k) -> Skip:
+    """``Skip`` of coefficient ``k`` (an mpc) with its larger part's mantissa in [0.5, 1)."""
+    import gmpy2
+
+    re, im = k.real, k.imag
+    e = max(gmpy2.frexp(re)[0] if re != 0 else -(2**40), gmpy2.frexp(im)[0] if im != 0 else -(2**40))
+    return Skip(m, float(gmpy2.mul_2exp(re, -e)), float(gmpy2.mul_2exp(im, -e)), int(e))
