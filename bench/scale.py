@@ -402,7 +402,7 @@ def assembly(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     assembling phase, the assembler's and the render workers' peak memory, result size and requests."""
     out = {}
     with S3Server(logs / "s3-assembly.log", args.latency_ms if args.proxy else 0, args.bandwidth_mbs) as s3:
-        for side in [s for s in (4096, 8192, 16384, 32768) if s <= args.max_side]:
+        for side in [s for s in args.assembly_sides if s <= args.max_side]:
             body = {**TINY, "width": side, "height": side, "tile_size": 256, "max_iter": 50}
             rows = side // 256
             env = {"FRACTALLY_BATCHES": str(2 * rows)}  # every tile row in two halves: band calls, then the join
@@ -458,7 +458,7 @@ def plot(figures: dict[str, Any], path: str) -> None:
             ax.set_ylabel("poll latency, ms", fontsize=8)
             ax2 = ax.twinx()
             ax2.plot(tiles, [data[s]["other"]["reads_per_poll"] for s in data], "k:", label="reads/poll (other)")
-            ax2.set_ylim(0, 10)
+            ax2.set_ylim(0, 6)
             ax2.set_ylabel("store reads per poll", fontsize=8)
             ax.legend(fontsize=7, loc="upper left")
             ax.set_title("status poll against tile count", fontsize=9)
@@ -489,6 +489,7 @@ def main() -> int:
     p.add_argument("--fanout-workers", type=int, nargs="+", default=[2, 8, 32])
     p.add_argument("--status-sides", type=int, nargs="+", default=[512, 1024, 2048, 4096])
     p.add_argument("--polls", type=int, default=50)
+    p.add_argument("--assembly-sides", type=int, nargs="+", default=[4096, 8192, 16384, 32768])
     p.add_argument("--max-side", type=int, default=32768)
     p.add_argument("--check-side", type=int, default=8192, help="compare results with fractally render up to here")
     p.add_argument("--no-proxy", dest="proxy", action="store_false",
