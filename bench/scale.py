@@ -325,6 +325,51 @@ def fanout(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     return out
 
 
+def publish(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """The queue invoker's dispatch cost per task: a 1-gigapixel job's 16,384 tiles published as
+    1,024 / 2,048 / 4,096 tasks to a JetStream on loopback (wall and CPU of this process, which is
+    what an api replica spends); the tasks are not consumed."""
+    from fractally import jobs
+    from fractally.config import Settings
+    from fractally.queue import QueueInvoker
+    from fractally.spec import parse_spec
+    from fractally.store.local import LocalStore
+    from tests.conftest_queue import nats_server_binary
+
+    port = free_port()
+    nats = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
+                             "-sd", tempfile.mkdtemp(prefix="nats-")], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    out = {}
+    try:
+        time.sleep(1)
+        spec = parse_spec({**TINY, "width": 32768, "height": 32768, "tile_size": 256})
+        for tasks in (1024, 2048, 4096):
+            walls, cpus = [], []
+            for run in range(args.runs):
+                settings = Settings(store_url=str(logs / "publish-store"), invoker="queue",
+                                    nats_url=f"nats://127.0.0.1:{port}", nats_stream=f"P{tasks}R{run}",
+                                    nats_subject=f"p{tasks}r{run}", batches=tasks, workers=1)
+                invoker = QueueInvoker(LocalStore(settings.store_url), settings)
+                try:
+                    job = jobs.new_job(spec)
+                    invoker.is_active(job.id)  # connected, streams made: not part of the dispatch
+                    w, c = time.perf_counter(), time.process_time()
+                    assert invoker.dispatch(job, list(range(job.tiles_total)))
+                    walls.append(time.perf_counter() - w)
+                    cpus.append(time.process_time() - c)
+                finally:
+                    invoker.close()
+            row = {"wall_s": median(walls), "cpu_ms_per_task": median(cpus) / tasks * 1e3,
+                   "wall_ms_per_task": median(walls) / tasks * 1e3}
+            out[str(tasks)] = row
+            print(f"{tasks:5,} tasks: dispatched in {row['wall_s']:.3f} s, {row['wall_ms_per_task']:.3f} ms wall and"
+                  f" {row['cpu_ms_per_task']:.3f} ms CPU a task")
+    finally:
+        nats.terminate()
+    return out
+
+
 def status(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     """A poll's latency and store reads against tile count, on the replica that runs the job and on one
     that does not, with the job held mid-way (render_tile stopped) so nothing else touches the store."""
@@ -482,7 +527,7 @@ def plot(figures: dict[str, Any], path: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["throughput", "fanout", "status", "assembly", "all"])
+    p.add_argument("part", choices=["throughput", "fanout", "publish", "status", "assembly", "all"])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="render_tile workers (or queue workers)")
     p.add_argument("--sides", type=int, nargs="+", default=[1024, 2048])
@@ -509,7 +554,7 @@ def main() -> int:
         with S3Server(logs / "s3-calibrate.log", args.latency_ms, args.bandwidth_mbs) as s3:
             figures["store"] = s3.calibrate()
         print("store through the proxy:", {k: round(v, 1) for k, v in figures["store"].items()})
-    parts = ["throughput", "fanout", "status", "assembly"] if args.part == "all" else [args.part]
+    parts = ["throughput", "fanout", "publish", "status", "assembly"] if args.part == "all" else [args.part]
     for part in parts:
         print(f"\n== {part}")
         figures[part] = globals()[part](args, logs)
