@@ -141,7 +141,6 @@ def s3_server(base_env: dict[str, str]):
     """A moto S3 server on a free loopback port with the stack's bucket: yields the store settings a
     function process needs (store URL prefix, endpoint, the stack's fake test credentials)."""
     from fractally.config import PREFIX, Settings
-    from fractally.service import store_from_settings
     from fractally.stack import DEFAULT_BUCKET_URL, TEST_S3_CREDENTIALS
 
     port = free_port()
@@ -161,7 +160,7 @@ def s3_server(base_env: dict[str, str]):
             time.sleep(0.05)
         env = {PREFIX + "STORE_URL": DEFAULT_BUCKET_URL, PREFIX + "S3_ENDPOINT": url,
                **{PREFIX + k: v for k, v in TEST_S3_CREDENTIALS.items()}}
-        store_from_settings(Settings.from_env(env)).create_bucket()
+        Settings.from_env(env).open_store().create_bucket()
         yield env
     finally:
         proc.terminate()

@@ -1,4 +1,4 @@
-"""Cold-start cost of the two S3 SDKs we could use: boto3 versus the minio SDK.
+"""Cold-start cost of the S3 SDKs we could use: boto3, botocore alone (what the store uses), the minio SDK.
 
 Every render_tile and assemble replica that scales from zero pays, before it does any work,
 for importing the S3 SDK, building a client and making its first request. This measures exactly
@@ -44,6 +44,25 @@ client = boto3.client(
 t2 = time.perf_counter()
 client.put_object(Bucket=sys.argv[2], Key="cold/boto3", Body=b"x" * 1024)
 assert client.get_object(Bucket=sys.argv[2], Key="cold/boto3")["Body"].read() == b"x" * 1024
+t3 = time.perf_counter()
+print(json.dumps({"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}))
+""",
+    "botocore": """
+import sys, time, json
+t0 = time.perf_counter()
+import botocore.session
+from botocore.config import Config
+t1 = time.perf_counter()
+client = botocore.session.Session().create_client(
+    "s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id="bench", aws_secret_access_key="bench-secret",
+    config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
+                  connect_timeout=5, read_timeout=60,
+                  retries={"mode": "standard", "max_attempts": 3}),
+)
+t2 = time.perf_counter()
+client.put_object(Bucket=sys.argv[2], Key="cold/botocore", Body=b"x" * 1024)
+assert client.get_object(Bucket=sys.argv[2], Key="cold/botocore")["Body"].read() == b"x" * 1024
 t3 = time.perf_counter()
 print(json.dumps({"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}))
 """,
@@ -128,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"S3 SDK cold start, median of {args.runs} fresh processes each (ms), "
           f"against moto on {endpoint}")
-    print(f"{'phase':<18}{'boto3':>10}{'minio':>10}{'boto3/minio':>13}")
+    print(f"{'phase':<18}{'boto3':>10}{'botocore':>10}{'minio':>10}{'botocore/minio':>16}")
     for p in PHASES:
-        b, m = med["boto3"][p], med["minio"][p]
-        ratio = f"{b / m:>12.2f}x" if m >= 1.0 else f"{'-':>13}"  # no ratio of a near-zero time
-        print(f"{p:<18}{b:>10.1f}{m:>10.1f}{ratio}")
+        b, c, m = med["boto3"][p], med["botocore"][p], med["minio"][p]
+        ratio = f"{c / m:>15.2f}x" if m >= 1.0 else f"{'-':>16}"  # no ratio of a near-zero time
+        print(f"{p:<18}{b:>10.1f}{c:>10.1f}{m:>10.1f}{ratio}")
     print(f"{'python only':<18}{med['python only']['process']:>10.1f}  (interpreter start-up, "
           f"included in 'process')")
     return 0

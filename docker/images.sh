@@ -97,7 +97,8 @@ build_wheelhouse() {
     info=$(docker run --rm --network host "$BASE" python3 -c \
         'import platform, sys; print("%d.%d" % sys.version_info[:2], platform.machine())')
     read -r pyver arch <<<"$info"
-    stamp="build/wheels/.for-$pyver-$arch-$(sha256sum constraints.txt | cut -c1-16)"
+    # The wheels follow the pins (constraints.txt) and the extras the images install (pyproject.toml).
+    stamp="build/wheels/.for-$pyver-$arch-$(cat constraints.txt pyproject.toml | sha256sum | cut -c1-16)"
     # The project's wheel, byte for byte the same while its sources are (zip times from the last commit):
     # Docker's layer cache compares the bytes, so an unchanged tree rebuilds nothing.
     rm -rf build/wheels/fractally build/lib build/bdist.*  # setuptools' own scratch: no stale module packaged

@@ -141,9 +141,8 @@ def cmd_create_bucket(args: argparse.Namespace) -> int:
     """The store's bucket, created if missing (a fresh MinIO; compose.yaml runs it once before the functions)."""
     from fractally.config import Settings
     from fractally.errors import StoreUnavailable
-    from fractally.service import store_from_settings
 
-    store = store_from_settings(Settings.from_env())
+    store = Settings.from_env().open_store()
     create = getattr(store, "create_bucket", None)
     if create is None:
         print(f"{store.describe()} has no bucket to create")

@@ -46,7 +46,6 @@ from typing import BinaryIO
 import msgpack
 import numpy as np
 from isal import isal_zlib
-from PIL import Image
 
 from fractally.fileio import WRITE_PIECE, write_to
 
@@ -592,5 +591,7 @@ def encode_png(rgb: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> byt
 
 def decode_png(data: bytes) -> np.ndarray:
     """Decode PNG bytes to an (H, W, 3) uint8 array (via Pillow)."""
+    from PIL import Image  # only here: render_tile's cold start never decodes a PNG
+
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"))

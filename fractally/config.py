@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from fractally.store import ObjectStore, open_store
+
 PREFIX = "FRACTALLY_"
 
 
@@ -106,6 +108,12 @@ class Settings:
             auth_token=_read_secret(env, "AUTH_TOKEN"),
             public_url=env.get(PREFIX + "PUBLIC_URL") or None,
         )
+
+    def open_store(self) -> ObjectStore:
+        """The store these settings name (no I/O: an S3 client is built on its first request)."""
+        return open_store(self.store_url, endpoint_url=self.s3_endpoint, region=self.s3_region,
+                          access_key=self.s3_access_key, secret_key=self.s3_secret_key,
+                          public_endpoint_url=self.s3_public_endpoint)
 
     def with_(self, **changes) -> "Settings":
         return replace(self, **changes)

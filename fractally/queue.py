@@ -566,13 +566,12 @@ def serve_health(worker: Worker, host: str, port: int) -> ThreadingHTTPServer:
 
 def run_worker(settings: Settings, concurrency: int, health: tuple[str, int] | None = None) -> int:
     """The body of ``fractally worker``: warm the kernels, then work until SIGTERM or SIGINT."""
-    from fractally.service import store_from_settings
     from fractally.warmup import freeze_loaded_objects, warm
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warm()  # compile or load the kernels now, not inside the first task
     freeze_loaded_objects()  # and keep full garbage collections off everything loaded so far
-    worker = Worker(store_from_settings(settings), settings, concurrency)
+    worker = Worker(settings.open_store(), settings, concurrency)
     server = serve_health(worker, *health) if health else None
 
     async def main() -> None:

@@ -17,7 +17,7 @@ from fractally.compose import CONTENT_TYPES, render_image
 from fractally.config import Settings
 from fractally.invoke import Invoker, make_invoker
 from fractally.spec import RenderSpec
-from fractally.store import ObjectStore, open_store
+from fractally.store import ObjectStore
 
 log = logging.getLogger("fractally.service")
 
@@ -25,12 +25,6 @@ log = logging.getLogger("fractally.service")
 MANIFESTS_KEPT = 4096
 #: A job in one of these states is still to be carried on by some api replica.
 UNFINISHED = ("queued", "running", "assembling")
-
-
-def store_from_settings(settings: Settings) -> ObjectStore:
-    return open_store(settings.store_url, endpoint_url=settings.s3_endpoint, region=settings.s3_region,
-                      access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                      public_endpoint_url=settings.s3_public_endpoint)
 
 
 @dataclass
@@ -44,7 +38,7 @@ class Service:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "Service":
-        store = store_from_settings(settings)
+        store = settings.open_store()
         return cls(settings, store, make_invoker(settings, store),
                    ThreadPoolExecutor(max(1, settings.workers), thread_name_prefix="sync-render"))
 

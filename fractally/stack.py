@@ -336,19 +336,15 @@ class Stack:
         return urls, api_env
 
     def _create_bucket(self, store_env: Mapping[str, str]) -> None:
-        from fractally.service import store_from_settings
-
-        store_from_settings(Settings.from_env(store_env)).create_bucket()
+        Settings.from_env(store_env).open_store().create_bucket()
 
     # -- running ---------------------------------------------------------------------------
 
     def store(self) -> ObjectStore:
         """The store every process of the stack uses (for tests and tools to look into)."""
-        from fractally.service import store_from_settings
-
         if self.settings is None:
             raise StackError("the stack is not started")
-        return store_from_settings(self.settings)
+        return self.settings.open_store()
 
     def dead(self) -> Child | None:
         """The first process that has exited, if any (a stack with a dead part is broken)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any, Callable
 
 from flask import Flask, Request, Response, current_app, jsonify, request
@@ -195,11 +196,12 @@ def function_app(import_name: str, handle: Callable[[Any, ObjectStore], dict],
     Settings are read once (from the environment unless given) and the store is built
     once per process, here; ``handle`` is the function's plain ``handler.handle``.
     """
-    from fractally.service import store_from_settings
 
     keep_freed_memory()
     settings = Settings.from_env() if settings is None else settings
-    store = store_from_settings(settings)
+    store = settings.open_store()
+    # The S3 client is built while the first request loads the kernels (bench/images.py).
+    threading.Thread(target=store.prepare, name="store-prepare", daemon=True).start()
     app = Flask(import_name)
     app.config["MAX_CONTENT_LENGTH"] = MAX_JSON_BYTES
     app.extensions["fractally.store"] = store

@@ -19,7 +19,7 @@ import pytest
 from fractally import jobs
 from fractally.config import Settings
 from fractally.queue import QueueInvoker, count_on
-from fractally.service import Service, store_from_settings
+from fractally.service import Service
 from fractally.spec import parse_spec
 from fractally.store import ObjectStore
 from tests.conftest_queue import ROOT, WorkerProcess
@@ -112,7 +112,7 @@ def test_job_completes_identically_when_a_worker_is_killed_mid_tile(
 def test_task_failing_every_time_fails_its_job_after_max_deliveries(
         queue_settings: Settings, start_worker: Callable[..., WorkerProcess]) -> None:
     """A tile whose key cannot be written is tried max_deliveries (3) times, then the job is failed."""
-    store = store_from_settings(queue_settings)
+    store = queue_settings.open_store()
     job, _ = jobs.create(store, parse_spec(SMALL_SPEC))
     blocked = Path(queue_settings.store_url, *jobs.pack_key(job.pixels_hash, 0, 1).split("/"))  # its batch's pack
     (blocked / "in-the-way").mkdir(parents=True)  # a folder where the tile's file must go
@@ -120,7 +120,7 @@ def test_task_failing_every_time_fails_its_job_after_max_deliveries(
     invoker = QueueInvoker(store, queue_settings)
     try:
         assert invoker.dispatch(job, [0])
-        failed = wait_status(store, job.id, {"done", "failed"}, timeout=20)
+        failed = wait_status(store, job.id, {"done", "failed"}, timeout=60)  # 3 deliveries with backoff, on a loaded machine
         assert failed.status == "failed"
         assert "after 3 attempts" in failed.error["message"]
         worker.wait_for(r"tile 0: failed on its last delivery \(3\)")  # the log may trail the store

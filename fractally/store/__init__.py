@@ -3,7 +3,7 @@
 ``open_store(url)`` picks the backend from a URL, so the same code runs on a laptop
 (``file:///srv/fractally`` or a plain folder path, the default) and on a cluster
 (``s3://bucket/prefix`` plus an endpoint for MinIO). Importing this package does not import
-any S3 SDK; the S3 backend loads boto3 on its first request.
+any S3 SDK; the S3 backend loads botocore on its first request.
 """
 
 from __future__ import annotations

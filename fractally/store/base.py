@@ -175,6 +175,12 @@ class ObjectStore(abc.ABC):
         for key in keys:
             self.delete(key)
 
+    def prepare(self) -> None:
+        """Do ahead of the first request what it would otherwise pay for (S3: build the SDK client).
+
+        A function calls it on a thread of its own as it starts, so that this overlaps its other
+        start-up work; nothing to do by default."""
+
     @abc.abstractmethod
     def url(self, key: str, expires: int = 3600) -> str:
         """A URL a client can GET the object from, valid for ``expires`` seconds where the

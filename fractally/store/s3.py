@@ -1,34 +1,37 @@
-"""The S3 backend (AWS S3, MinIO, any S3-compatible server), built on boto3.
+"""The S3 backend (AWS S3, MinIO, any S3-compatible server), built on botocore.
 
-Why boto3 and not the minio SDK
--------------------------------
-Measured with ``.venv/bin/python bench/store_import.py --runs 9`` (a fresh interpreter per
-sample, median of 9, against a local moto server; import + client + first PUT/GET of 1 KiB):
+Why botocore, and not boto3 or the minio SDK
+--------------------------------------------
+Measured with ``.venv/bin/python bench/store_import.py --runs 7`` (a fresh interpreter per
+sample, median of 7, against a local moto server; import + client + first PUT/GET of 1 KiB;
+2026-12-04, 2 shared cores):
 
-    phase               boto3    minio   boto3/minio
-    import              119 ms   147 ms     0.81x
-    client creation      90 ms   0.1 ms       -     (boto3 loads the S3 service model here)
-    first request        14 ms     8 ms     1.71x
-    in-process total    224 ms   155 ms     1.44x
-    whole process       316 ms   200 ms     1.58x   (python start-up alone: 26 ms)
+    phase               boto3   botocore    minio   botocore/minio
+    import              173 ms    157 ms    215 ms      0.73x
+    client creation     122 ms     94 ms    0.2 ms        -     (botocore loads the S3 service model here)
+    first request        18 ms     18 ms     13 ms      1.41x
+    in-process total    316 ms    270 ms    227 ms      1.19x
+    whole process       427 ms    390 ms    293 ms      1.33x   (python start-up alone: 34 ms)
 
-So boto3 costs about 70 ms more per cold start (about 115 ms counting interpreter exit); an
-earlier run of 7 gave 249 vs 172 ms (1.45x), so the ratio is stable.
-We take boto3 anyway, because it does what the store must do and the minio SDK (7.2.20) does not:
+boto3 is a layer over botocore's client (sessions, resources, s3transfer's managed transfers) that the
+store does not use; the client itself is botocore's, so building it from botocore directly is the
+same client for 46 ms less at every cold start. The minio SDK would save another 43 ms, but it cannot
+do what the store must do (7.2.20):
 
 * Conditional writes. ``put_if_absent`` is ``PutObject`` with ``If-None-Match: *`` and
-  ``put_file(if_absent=True)`` is ``CompleteMultipartUpload`` with ``If-None-Match: *``; boto3
+  ``put_file(if_absent=True)`` is ``CompleteMultipartUpload`` with ``If-None-Match: *``; botocore
   exposes both as ``IfNoneMatch``. minio's ``put_object`` has no such parameter and turns any
   extra header into ``x-amz-meta-*`` user metadata, so it cannot send the condition at all.
 * Timeouts and retries in one ``botocore.config.Config`` (connect 5 s, read 60 s, "standard"
   retry mode with 3 attempts, which also retries throttling and 5xx), and typed exceptions for
   connection failures that map cleanly onto ``StoreUnavailable``.
 * Presigned GET URLs and multipart uploads are equally good in both.
-* boto3 is already the service's ``s3`` extra; minio stays a test-only dependency.
 
-The cost is paid once per process: ``boto3`` is imported and the client built lazily on first
+The cost is paid once per process: botocore is imported and the client built lazily on first
 use (``open_store`` itself does no I/O and imports nothing), and the one client is shared by all
-threads (botocore clients are thread-safe). A local-folder service never imports boto3.
+threads (botocore clients are thread-safe). A local-folder service never imports botocore. The
+images also drop the service models of every AWS service but S3 and the credential services from
+botocore's data (Dockerfile): botocore lists them all, one ``stat`` each, when it builds a client.
 """
 
 from __future__ import annotations
@@ -120,7 +123,7 @@ class S3Store(ObjectStore):
     def _client_for(self, endpoint_url: str | None) -> Any:
         with self._lock:
             if endpoint_url not in self._clients:
-                import boto3.session
+                import botocore.session
                 from botocore.config import Config
 
                 connect_timeout, read_timeout, max_attempts = self._timeouts
@@ -135,17 +138,21 @@ class S3Store(ObjectStore):
                     request_checksum_calculation="when_required" if endpoint_url else "when_supported",
                     response_checksum_validation="when_required" if endpoint_url else "when_supported",
                 )
-                session = boto3.session.Session(
-                    aws_access_key_id=self._access_key,
-                    aws_secret_access_key=self._secret_key,
-                    region_name=self.region,
+                self._clients[endpoint_url] = botocore.session.Session().create_client(
+                    "s3", region_name=self.region, endpoint_url=endpoint_url, config=config,
+                    aws_access_key_id=self._access_key, aws_secret_access_key=self._secret_key,
                 )
-                self._clients[endpoint_url] = session.client("s3", endpoint_url=endpoint_url, config=config)
             return self._clients[endpoint_url]
+
+    def prepare(self) -> None:
+        # Building the client takes about 0.1-0.2 s (the module docstring). A client that cannot be
+        # built fails again on the first request, which answers it properly.
+        with contextlib.suppress(Exception):
+            self.client  # noqa: B018
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client all requests go through (created on first use)."""
+        """The botocore S3 client all requests go through (created on first use)."""
         return self._client_for(self.endpoint_url)
 
     @contextlib.contextmanager
