@@ -52,7 +52,7 @@ COPY build/wheels/fractally/ /build/wheels/
 WORKDIR /
 RUN pip install --no-index --no-deps /build/wheels/*.whl \
  && rm -rf /build \
- && NUMBA_CACHE_DIR=/opt/numba-cache python -m fractally.warmup --verify
+ && NUMBA_CACHE_DIR=/opt/numba-cache python -m fractally.picture.warmup --verify
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache \
     PORT=8080
 USER 10001:10001
@@ -60,7 +60,7 @@ EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/fractally-entrypoint"]
 
 # One target per function. Each runs its own command once at build time, as its user and able to
-# write only /tmp, and fails the build if serving a request compiled anything (fractally/imagecheck.py).
+# write only /tmp, and fails the build if serving a request compiled anything (fractally/ops/imagecheck.py).
 FROM runtime AS api
 RUN ["/usr/local/bin/fractally-entrypoint", "fractally", "image-check", "api"]
 CMD ["fractally", "function", "api"]

@@ -46,7 +46,7 @@ chromium:
 # The whole suite, then the kernels' Python source once more with the JIT off.
 test: install chromium
 	docker/images.sh --if-possible  # the container tests use them (tests/test_containers.py)
-	$(PY) -m fractally.warmup  # compile the kernels once into $(NUMBA_CACHE_DIR); the test processes load them
+	$(PY) -m fractally.picture.warmup  # compile the kernels once into $(NUMBA_CACHE_DIR); the test processes load them
 	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
 

@@ -42,7 +42,8 @@ def vm_hwm_mib() -> float:
 
 def child(store_dir: str, job_id: str, how: str) -> None:
     """Runs in a fresh process: assemble (``how`` = "ours" or "whole"), then print peak RSS and time as JSON."""
-    from fractally import jobs, tasks
+    from fractally import jobs
+    from fractally.jobs import tasks
     from fractally.store import open_store
 
     store = open_store(store_dir)
@@ -66,9 +67,9 @@ def assemble_whole(store: Any, job: Any) -> int:
     from PIL import Image
 
     from fractally import jobs
-    from fractally.codec import decode_tile
-    from fractally.colour import colourize
-    from fractally.tiling import tiles
+    from fractally.picture.codec import decode_tile
+    from fractally.picture.colour import colourize
+    from fractally.picture.tiling import tiles
 
     spec = job.spec
     rgb = np.zeros((spec.height, spec.width, 3), np.uint8)
@@ -156,8 +157,9 @@ def main() -> None:
         child(*args.child)
         return
 
-    from fractally import jobs, tasks
-    from fractally.spec import parse_spec
+    from fractally import jobs
+    from fractally.jobs import tasks
+    from fractally.picture.spec import parse_spec
     from fractally.store import open_store
 
     store_dir = args.store or tempfile.mkdtemp(prefix="fractally-bench-")

@@ -7,14 +7,14 @@ Each run starts the render_tile image's own command (the CMD of the Dockerfile's
 store, and POSTs one tile task (256×256, max_iter 256, the default tile) as soon as the port accepts
 connections, retrying until it is answered:
 
-* **cache**: the timed part starts with copying a cache prepared by ``python -m fractally.warmup``
+* **cache**: the timed part starts with copying a cache prepared by ``python -m fractally.picture.warmup``
   into a fresh folder (what the image's entrypoint does at start, since numba needs a writable
   cache folder), then starts the process;
 * **no cache**: an empty cache folder, so the first tile compiles the kernels.
 
 Stores (``--stores``): **local**, a fresh folder; **s3**, as deployed: an S3 store
 (``FRACTALLY_STORE_URL=s3://…`` and ``FRACTALLY_S3_ENDPOINT``) on a moto server on 127.0.0.1 (as
-``fractally.stack`` and the tests run it), started once before the runs and not timed, a fresh
+``fractally.ops.stack`` and the tests run it), started once before the runs and not timed, a fresh
 prefix per run; so the process imports boto3 and builds its client, and the tile is a PUT over HTTP.
 
 Page cache (``--page-cache``): **warm**, as left by the runs before; **cold**: ``sync`` and
@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, bar_panel, cpu_seconds, free_port, plot_axes, save_plot  # noqa: E402
 from fractally import jobs  # noqa: E402
-from fractally.spec import parse_spec  # noqa: E402
+from fractally.picture.spec import parse_spec  # noqa: E402
 
 DOCKERFILE = ROOT / "Dockerfile"
 TARGET = "render-tile"  # the Dockerfile's stage for the render_tile function
@@ -141,7 +141,7 @@ def s3_server(base_env: dict[str, str]):
     """A moto S3 server on a free loopback port with the stack's bucket: yields the store settings a
     function process needs (store URL prefix, endpoint, the stack's fake test credentials)."""
     from fractally.config import PREFIX, Settings
-    from fractally.stack import DEFAULT_BUCKET_URL, TEST_S3_CREDENTIALS
+    from fractally.ops.stack import DEFAULT_BUCKET_URL, TEST_S3_CREDENTIALS
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -219,7 +219,7 @@ def main() -> int:
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp, contextlib.ExitStack() as stack:
         seed = Path(tmp, "baked")
-        warm = subprocess.run([sys.executable, "-m", "fractally.warmup", "--verify"],
+        warm = subprocess.run([sys.executable, "-m", "fractally.picture.warmup", "--verify"],
                               env={**base_env, "NUMBA_CACHE_DIR": str(seed)}, capture_output=True, text=True)
         if warm.returncode != 0:
             print(warm.stdout, warm.stderr, file=sys.stderr)

@@ -3,7 +3,7 @@
     .venv/bin/python bench/deep.py                # everything (a few minutes)
     .venv/bin/python bench/deep.py --only agreement --samples 400
 
-* agreement: views rendered by ``fractally.perturb`` against mpmath iterating API.md's rule on
+* agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating API.md's rule on
   sampled pixels (``tests/reference.py``), at each depth, for views with detail at every depth
   (beside the Misiurewicz point c = i; at a repelling point of the julia set of -0.8+0.156i) and
   beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside);
@@ -33,10 +33,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fractally import orbit  # noqa: E402
-from fractally.skip import skip_for  # noqa: E402
-from fractally.spec import parse_spec  # noqa: E402
-from fractally.tiling import render_tile_arrays, tile  # noqa: E402
+from fractally.picture import orbit  # noqa: E402
+from fractally.picture.skip import skip_for  # noqa: E402
+from fractally.picture.spec import parse_spec  # noqa: E402
+from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
 from tests.reference import exact_deep_count, minibrot_nucleus  # noqa: E402
 
 DEPTHS = ("1e-20", "1e-50", "1e-100", "1e-300", "1e-400")

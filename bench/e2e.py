@@ -40,8 +40,8 @@ from concurrent.futures import ThreadPoolExecutor
 from common import (SERVERS, cpu_seconds, embedded_service, file_create_cost, fresh_store, malloc_like_our_processes,
                     median, run_job, run_job_in)
 
-from fractally.compose import render_bands, render_image_file
-from fractally.spec import parse_spec
+from fractally.picture.compose import render_bands, render_image_file
+from fractally.picture.spec import parse_spec
 
 VIEWS = {"julia": {"c": [-0.8, 0.156]},
          "mandelbrot": {"fractal": "mandelbrot", "center": [-0.5, 0.0], "scale": 3.0},

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fractally import jobs  # noqa: E402
-from fractally.spec import parse_spec  # noqa: E402
-from fractally.stack import free_port  # noqa: E402
+from fractally.picture.spec import parse_spec  # noqa: E402
+from fractally.ops.stack import free_port  # noqa: E402
 
 TAG = "0.1.0"
 RENDER_TILE = f"ghcr.io/fractally/render-tile:{TAG}"
@@ -119,7 +119,7 @@ def measure_cold_start(runs: int) -> dict:
     try:
         env = {**os.environ, **store_env(s3_port)}
         subprocess.run([str(ROOT / ".venv/bin/fractally"), "create-bucket"], env=env, check=True, capture_output=True)
-        subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True,
+        subprocess.run([sys.executable, "-m", "fractally.picture.warmup"], check=True, capture_output=True,
                        env={**os.environ, "NUMBA_CACHE_DIR": str(host_cache), "NUMBA_CPU_NAME": "x86-64-v3",
                             "NUMBA_CPU_FEATURES": ""})
         ways = ["image (as a cluster runs it)", "docker run true", "host process", "image, cache not copied"]

@@ -4,7 +4,7 @@ bench/coldstart.py times the whole cold start (process start -> first tile serve
 import part by package. Each run is a fresh interpreter that imports what the render_tile image
 imports before its first tile is rendered: gunicorn and its gthread worker, the function's app
 (Flask, fractally's core: spec, codec with msgpack, numpy and Pillow, the store, tasks) and
-``fractally.kernel`` (numba and llvmlite; imported lazily by the first tile). Every module's
+``fractally.picture.kernel`` (numba and llvmlite; imported lazily by the first tile). Every module's
 *self* time is charged to its top-level package (the standard library as one line), so the rows
 add up to the total and a package is not charged for what it imports from others. Median of
 ``--runs`` processes per package; the interpreter's own start (``python -c pass``) is shown apart.
@@ -25,7 +25,7 @@ from collections import defaultdict
 
 from common import ROOT, bar_panel, plot_axes, save_plot
 
-PATH = ("gunicorn.app.wsgiapp", "gunicorn.workers.gthread", "functions.render_tile.app", "fractally.kernel")
+PATH = ("gunicorn.app.wsgiapp", "gunicorn.workers.gthread", "functions.render_tile.app", "fractally.picture.kernel")
 STDLIB = set(sys.stdlib_module_names) | {"_frozen_importlib", "_frozen_importlib_external", "encodings"}
 
 

@@ -17,8 +17,8 @@ import time
 import numba
 import numpy as np
 
-from fractally.kernel import render_window
-from fractally.spec import parse_spec
+from fractally.picture.kernel import render_window
+from fractally.picture.spec import parse_spec
 
 SPEC = {"c": [-0.8, 0.156], "center": [0, 0], "scale": 3.2, "width": 1920, "height": 1080,
         "max_iter": 1000, "format": "msgpack"}

@@ -1,6 +1,6 @@
 """A bounded load run against the multi-process stack: many clients, mixed requests, zero errors.
 
-Starts ``fractally.stack.Stack`` (an S3 test server, render_tile with one worker per core,
+Starts ``fractally.ops.stack.Stack`` (an S3 test server, render_tile with one worker per core,
 assemble, the api with the HTTP invoker; everything on 127.0.0.1), then runs --clients threads
 for --seconds. Each client has its own keep-alive connection and loops over a weighted mix:
 
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.api:
         result = run(args.api.rstrip("/"), args.clients, args.seconds, args.seed)
     else:
-        from fractally.stack import Stack
+        from fractally.ops.stack import Stack
 
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FRACTALLY_", "AWS_"))}
         with tempfile.TemporaryDirectory(prefix="fractally-load-") as logs, \

@@ -1,14 +1,14 @@
 """Peers: our stack against dask.distributed, Lithops and Ray running the same tiles with the same
 kernel and the same assembly, each peer both ways: with our pipeline, and with its native one.
 
-Every system renders a job's tiles with ``fractally.tasks`` (``compute_tile``: the same numba kernel
+Every system renders a job's tiles with ``fractally.jobs.tasks`` (``compute_tile``: the same numba kernel
 and ``encode_tile``; ``store_tile``: a put into a local-folder store) and composes the result with
-``fractally.tasks.assemble`` (the same band-by-band PNG writer), two workers (one per core):
+``fractally.jobs.tasks.assemble`` (the same band-by-band PNG writer), two workers (one per core):
 
 * **fractally**: the embedded service (``fractally serve``), HTTP submit -> its result object is in
   the store (``common.run_job_in``). One task per tile on its thread pool; its assembler starts with
   the job and takes each band as soon as its tiles are in, with the tiles' arrays handed over in
-  memory (``fractally.invoke.InProcessInvoker``), so colouring and compressing overlap rendering;
+  memory (``fractally.jobs.invoke.InProcessInvoker``), so colouring and compressing overlap rendering;
 * **dask**: ``distributed.LocalCluster`` (2 worker processes, 1 thread each);
 * **ray**: ``ray.init(num_cpus=2)``;
 * **lithops**: ``LocalhostExecutor`` (localhost compute and storage, ``version: 1`` runner with 2
@@ -18,7 +18,7 @@ Each peer runs in up to four variants, the two choices crossed (``--pipelines``,
 
 * pipeline **handover** (ours): every task stores its tile and returns its arrays to the driver,
   which runs ``tasks.assemble`` from the start in a thread, fed through the same hand-over object
-  our invoker uses (``fractally.invoke._Pipeline``, with the same 64 MiB budget) as the results come
+  our invoker uses (``fractally.jobs.invoke._Pipeline``, with the same 64 MiB budget) as the results come
   in (dask ``as_completed``, ``ray.wait``, Lithops ``wait(ANY_COMPLETED)``); the arrays travel
   from the worker processes to the driver, which ours (threads in one process) need not do;
 * pipeline **readback** (the peers' natural way): every task stores its tile; once all are done
@@ -72,9 +72,10 @@ from typing import Any, Callable, Iterator
 
 from common import bar_panel, embedded_service, median, plot_axes, run_job_in, save_plot
 
-from fractally import jobs, tasks
-from fractally.invoke import InProcessInvoker, _Pipeline
-from fractally.spec import parse_spec
+from fractally import jobs
+from fractally.jobs import tasks
+from fractally.jobs.invoke import InProcessInvoker, _Pipeline
+from fractally.picture.spec import parse_spec
 from fractally.store import open_store
 
 WORKERS = os.cpu_count() or 1

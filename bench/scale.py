@@ -1,6 +1,6 @@
 """The distributed path at scale: fan-out, store requests, status polls and assembly (docs/SCALE.md).
 
-Runs the cluster's topology on loopback (``fractally.stack.Stack``: api, render_tile with N gunicorn
+Runs the cluster's topology on loopback (``fractally.ops.stack.Stack``: api, render_tile with N gunicorn
 workers, assemble) over an S3 test server (moto), optionally behind a proxy that makes it as far away
 as a real object store (toxy, bench/proxy/: a delay per request and a bandwidth cap on responses).
 Every figure is read off real processes: store requests from the S3 server's request log, memory from
@@ -40,7 +40,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import cpu_seconds, embedded_service, median, percentile, plot_axes, save_plot  # noqa: E402
-from fractally.stack import TEST_S3_CREDENTIALS, Child, Stack, bound_socket, free_port, gunicorn_argv  # noqa: E402
+from fractally.ops.stack import TEST_S3_CREDENTIALS, Child, Stack, bound_socket, free_port, gunicorn_argv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY = ROOT / "bench" / "proxy"
@@ -156,8 +156,8 @@ def ensure_proxy() -> None:
 
 def reference_sha(body: dict) -> str:
     """What ``fractally render`` writes for ``body`` (its code, in this process)."""
-    from fractally.compose import render_image
-    from fractally.spec import parse_spec
+    from fractally.picture.compose import render_image
+    from fractally.picture.spec import parse_spec
 
     out = io.BytesIO()
     with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
@@ -331,8 +331,8 @@ def publish(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     what an api replica spends); the tasks are not consumed."""
     from fractally import jobs
     from fractally.config import Settings
-    from fractally.queue import QueueInvoker
-    from fractally.spec import parse_spec
+    from fractally.jobs.queue import QueueInvoker
+    from fractally.picture.spec import parse_spec
     from fractally.store.local import LocalStore
     from tests.conftest_queue import nats_server_binary
 

@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from common import (bar_panel, embedded_service, malloc_like_our_processes, median, plot_axes, run_job, run_job_in,
                     save_plot)
 
-from fractally.compose import render_bands
-from fractally.spec import parse_spec
+from fractally.picture.compose import render_bands
+from fractally.picture.spec import parse_spec
 
 
 def job_spec(size: int, max_iter: int, shift: int) -> dict:

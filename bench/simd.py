@@ -9,7 +9,7 @@ and each figure is the median of ``--repeat`` rounds, so a neighbour's load hits
 all of them alike; compare the ratios, not the absolute numbers.
 
 1. One core, julia c = -0.8+0.156i, 1920x1080, max_iter 1000: (a) the naive numba
-   loop of bench/kernel.py, (b) fractally.kernel.escape_time, (b') its float32
+   loop of bench/kernel.py, (b) fractally.picture.kernel.escape_time, (b') its float32
    opt-in, and two C references, one thread each: (c) bench/c_refill.c, our strategy
    in C (vectors of four lanes, five in flight, escaped lanes frozen, each vector
    refilled when its four are done, every 8 steps) at the same instruction set as
@@ -17,9 +17,9 @@ all of them alike; compare the ratios, not the absolute numbers.
    has AVX-512VL): the like-for-like reference, and the ratios' 1; (d)
    bench/c_kernel.c, AVX2 intrinsics with 16 pixels in lockstep until the last escapes.
 2. Two cores, the same julia at 3840x2160: ours as the CLI runs it (256-pixel tiles
-   on a ThreadPoolExecutor(2) through fractally.compose.render_bands, no encoding) vs both
+   on a ThreadPoolExecutor(2) through fractally.picture.compose.render_bands, no encoding) vs both
    C references with OpenMP on 2 threads; and the CLI's whole pipeline in this process
-   (fractally.compose.render_image_file to .msgpack or .png), free of the start-up's noise.
+   (fractally.picture.compose.render_image_file to .msgpack or .png), free of the start-up's noise.
 3. Through the CLI: ``fractally render`` in a subprocess on the 3840x2160 julia, writing
    .msgpack and .png, vs C on 2 threads: the render time the CLI prints (its clock starts after
    the imports and after numba has loaded the kernels: the fixed start-up), and, as a check,
@@ -278,9 +278,9 @@ def main() -> None:
     import numpy as np
 
     from common import malloc_like_our_processes
-    from fractally.compose import render_bands, render_image_file
-    from fractally.kernel import escape_time, escape_time_float32
-    from fractally.spec import parse_spec
+    from fractally.picture.compose import render_bands, render_image_file
+    from fractally.picture.kernel import escape_time, escape_time_float32
+    from fractally.picture.spec import parse_spec
 
     malloc_like_our_processes()  # as `fractally render` (its CLI rows) does
 
@@ -334,10 +334,10 @@ def main() -> None:
         c_counts(c_fn, large, 2, c_large)
         c_counts(r_fn, small, 1, r_small)
         c_counts(r_fn, large, 2, r_large)
-        assert np.array_equal(c_small, ours_counts), "C (lockstep) and fractally.kernel disagree"
-        assert np.array_equal(r_small, ours_counts), "C (refill) and fractally.kernel disagree"
+        assert np.array_equal(c_small, ours_counts), "C (lockstep) and fractally.picture.kernel disagree"
+        assert np.array_equal(r_small, ours_counts), "C (refill) and fractally.picture.kernel disagree"
         assert np.array_equal(r_large, c_large), "the two C references disagree on 3840x2160"
-        assert np.array_equal(naive_out, ours_counts), "the naive loop and fractally.kernel disagree"
+        assert np.array_equal(naive_out, ours_counts), "the naive loop and fractally.picture.kernel disagree"
         assert np.array_equal(band_counts(tiles_out), c_large), "tiles on two threads disagree with C"
         work_small = float(ours_counts.sum(dtype=np.int64))
         work_f32 = float(f32_counts.sum(dtype=np.int64))
@@ -495,7 +495,7 @@ RULE_OPS_BALANCED = {"mul": 4, "add": 5}
 
 _HOT_LOOP = """
 import collections, re, numpy as np
-from fractally import kernel
+from fractally.picture import kernel
 c, s = np.empty((64, 64), np.uint32), np.empty((64, 64), np.float32)
 kernel.escape_time(True, -0.8, 0.156, 0.0, 0.0, 3.2, 64, 64, 100, 2.0, 0, 0, c, s)
 asm = next(iter(kernel._iterate_strip.inspect_asm().values()))

@@ -22,10 +22,11 @@ import time
 from common import file_create_cost, fresh_store, malloc_like_our_processes
 from e2e import VIEWS
 
-from fractally import compose, tasks
+from fractally.jobs import tasks
+from fractally.picture import compose
 from fractally.config import Settings
-from fractally.service import Service
-from fractally.spec import parse_spec
+from fractally.jobs.service import Service
+from fractally.picture.spec import parse_spec
 from fractally.store.local import LocalStore
 
 STAGES = [  # (module or class, function, stage)

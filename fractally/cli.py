@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from fractally.decimals import DECIMAL
+from fractally.picture.decimals import DECIMAL
 from fractally.errors import FractallyError
 from fractally.malloc import keep_freed_memory
 
@@ -65,10 +65,10 @@ def spec_from_args(args: argparse.Namespace, fmt: str) -> dict:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from fractally.compose import render_image_file
-    from fractally.spec import parse_spec
-    from fractally.tiling import tile_count
-    from fractally.warmup import load_for
+    from fractally.picture.compose import render_image_file
+    from fractally.picture.spec import parse_spec
+    from fractally.picture.tiling import tile_count
+    from fractally.picture.warmup import load_for
 
     out = Path(args.output)
     fmt = FORMAT_BY_SUFFIX.get(out.suffix.lower())
@@ -89,8 +89,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
-    """The multi-process mode; fractally/stack.py does the supervising."""
-    from fractally.stack import Stack, run_stack
+    """The multi-process mode; fractally/ops/stack.py does the supervising."""
+    from fractally.ops.stack import Stack, run_stack
 
     if args.render_workers < 0:
         raise FractallyError("--render-workers must be at least 1 (0: one per core)", "render_workers")
@@ -114,9 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """The queue consumer (fractally/queue.py): render tile tasks from NATS JetStream until SIGTERM."""
+    """The queue consumer (fractally/jobs/queue.py): render tile tasks from NATS JetStream until SIGTERM."""
     from fractally.config import Settings
-    from fractally.queue import run_worker
+    from fractally.jobs.queue import run_worker
 
     settings = Settings.from_env()
     health = (args.health_host, args.health_port) if args.health_port else None
@@ -132,7 +132,7 @@ def cmd_function(args: argparse.Namespace) -> int:
 
 def cmd_image_check(args: argparse.Namespace) -> int:
     """Run at image build time: serving a request must load the baked kernels, not compile them."""
-    from fractally.imagecheck import check
+    from fractally.ops.imagecheck import check
 
     return check(args.name)
 
@@ -161,14 +161,14 @@ def cmd_create_bucket(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Apply k8s/ with the kubernetes client and wait for the Knative Services (fractally/deploy.py)."""
-    from fractally.deploy import deploy
+    """Apply k8s/ with the kubernetes client and wait for the Knative Services (fractally/ops/deploy.py)."""
+    from fractally.ops.deploy import deploy
 
     return deploy(args.manifests, context=args.context, timeout=args.timeout)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from fractally.deploy import status
+    from fractally.ops.deploy import status
 
     return status(args.manifests, context=args.context)
 

@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
-from fractally import fileio, jobs, tasks
-from fractally.invoke import InProcessInvoker
-from fractally.spec import parse_spec
+from fractally import jobs
+from fractally.jobs import tasks
+from fractally.store import fileio
+from fractally.jobs.invoke import InProcessInvoker
+from fractally.picture.spec import parse_spec
 from fractally.store import LocalStore
 from fractally.store.base import DEFAULT_CONTENT_TYPE
-from fractally.tiling import tile_count
+from fractally.picture.tiling import tile_count
 
 pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
                   "tests.conftest_containers",
@@ -83,7 +85,7 @@ SMALL_PIECE = 1000
 
 @pytest.fixture
 def small_write_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Large writes cut into ``SMALL_PIECE``-byte pieces (``fractally.fileio``), and the size of every
+    """Large writes cut into ``SMALL_PIECE``-byte pieces (``fractally.store.fileio``), and the size of every
     ``os.write`` and ``os.pwrite`` that ``fileio`` makes, recorded (the bytes still go to the file)."""
     monkeypatch.setattr(fileio, "WRITE_PIECE", SMALL_PIECE)
     sizes: list[int] = []

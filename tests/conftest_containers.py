@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import requests
 
-from fractally.stack import free_port
+from fractally.ops.stack import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "compose.yaml"

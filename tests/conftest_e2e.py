@@ -2,7 +2,7 @@
 
 ``embedded``: ``fractally serve`` (one process, in-process invoker, a local folder store),
 started by ``tests.conftest_api.running_server``.
-``stack``: ``fractally.stack.Stack`` (an S3 test server, render_tile with 2 workers, assemble
+``stack``: ``fractally.ops.stack.Stack`` (an S3 test server, render_tile with 2 workers, assemble
 and the api as separate gunicorn processes, HTTP invoker). ``deployment`` is parametrized
 over both. Each starts once per module and is stopped by its finalizer; every process logs
 to a file under the test's temporary folder, and a failed wait shows the log's end.
@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from fractally import jobs
-from fractally.stack import Stack
+from fractally.ops.stack import Stack
 from fractally.store import LocalStore, ObjectStore
 from tests.conftest_api import running_server
 
@@ -112,7 +112,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
 
 @contextlib.contextmanager
 def running_stack(logs: Path) -> Iterator[Stack]:
-    """``fractally.stack.Stack`` with 2 render_tile workers over its own S3 test server, logging into ``logs``."""
+    """``fractally.ops.stack.Stack`` with 2 render_tile workers over its own S3 test server, logging into ``logs``."""
     running = Stack(render_workers=2, log_dir=logs, base_env=hermetic_env(), startup_timeout=STARTUP_TIMEOUT)
     running.start()
     try:

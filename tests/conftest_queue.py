@@ -136,7 +136,7 @@ def numba_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The numba cache folder worker processes share (the run's own, else a new one), warmed once
     here so that workers load the kernels at start instead of each compiling them."""
     folder = os.environ.get("NUMBA_CACHE_DIR") or str(tmp_path_factory.mktemp("numba-cache"))
-    subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True,
+    subprocess.run([sys.executable, "-m", "fractally.picture.warmup"], check=True, capture_output=True,
                    env={**os.environ, "NUMBA_CACHE_DIR": folder})
     return folder
 

@@ -2,7 +2,7 @@
 
 ``replica_services``: ``make(store, lease_timeout) -> Service``, in-process services (in-process
 invoker) over a store the test gives, closed at the end. ``replicas``: the multi-process stack
-(``fractally.stack.Stack``: a moto S3 server, render_tile with two gunicorn workers, assemble) plus
+(``fractally.ops.stack.Stack``: a moto S3 server, render_tile with two gunicorn workers, assemble) plus
 api replicas the test starts and kills, each a real ``gunicorn 'functions.api.app:create_app()'`` with
 the HTTP invoker, as the stack starts its own api; ``own_pid_namespace=True`` starts one in a pid
 namespace of its own (``unshare --pid --fork``), on the same hostname and network: as containers with
@@ -27,9 +27,9 @@ import pytest
 import requests
 
 from fractally.config import Settings
-from fractally.invoke import InProcessInvoker
-from fractally.service import Service
-from fractally.stack import Child, Stack, bound_socket, gunicorn_argv
+from fractally.jobs.invoke import InProcessInvoker
+from fractally.jobs.service import Service
+from fractally.ops.stack import Child, Stack, bound_socket, gunicorn_argv
 from fractally.store import ObjectStore
 from tests.conftest_e2e import STARTUP_TIMEOUT, running_stack
 

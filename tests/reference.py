@@ -2,7 +2,7 @@
 
 * ``reference_counts``/``reference_escape``: API.md's escape-time rule (counts), and the README's
   smooth value ``n + 1 - log2(log|z| / log R)`` of the final z;
-* ``reference_lut``/``reference_colours``: the colouring as ``fractally/colour.py``'s docstrings
+* ``reference_lut``/``reference_colours``: the colouring as ``fractally/picture/colour.py``'s docstrings
   describe it: control colours interpolated in OKLab (Ottosson's published matrices, both ways),
   chroma reduced into the sRGB gamut keeping lightness and hue, resampled at equal lightness steps
   (sequential maps) into a 4096-entry table; the transfer ``t = s(M+k) / (M(s+k))`` of the smooth value
@@ -66,7 +66,7 @@ def reference_counts(spec) -> np.ndarray:
 # --- colour ------------------------------------------------------------------------------------
 
 #: The sequential maps' control colours (sRGB, evenly spaced along the map) and the knee of the
-#: transfer: the maps' definition, as given in fractally/colour.py (data, not code).
+#: transfer: the maps' definition, as given in fractally/picture/colour.py (data, not code).
 CONTROL_COLOURS = {
     "ocean": ("#0d1030", "#1e2f6e", "#1b5f93", "#16918f", "#58bc75", "#b7dc7c", "#fbf6c8"),
     "fire": ("#1c0304", "#5e0b0c", "#a8240c", "#e0600f", "#f7a52a", "#fde17a", "#fffdf0"),

@@ -14,7 +14,7 @@ from typing import Any
 import schemathesis
 
 from fractally.errors import FractallyError
-from fractally.spec import parse_spec, spec_from_query
+from fractally.picture.spec import parse_spec, spec_from_query
 
 #: Most pixel-iterations one generated request may cost (about 40 ms of one core).
 MAX_WORK = 20_000_000
@@ -51,7 +51,7 @@ def _shrink_sync(query: dict[str, Any]) -> None:
 
 
 def _shrink_tile(path: dict[str, Any], query: dict[str, Any]) -> None:
-    from fractally import xyz
+    from fractally.jobs import xyz
 
     if any(isinstance(v, (list, tuple, dict)) for v in query.values()):
         return

@@ -16,7 +16,7 @@ import requests
 import yaml
 
 from fractally.config import Settings
-from fractally.stack import Stack
+from fractally.ops.stack import Stack
 from tests import dockerfile
 from tests.conftest_api import REPO_ROOT, LiveServer, running_server, store_snapshot
 from tests.conftest_e2e import STARTUP_TIMEOUT, hermetic_env

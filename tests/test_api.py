@@ -15,13 +15,12 @@ from PIL import Image
 
 from fractally import jobs
 from fractally.cli import main as cli_main
-from fractally.codec import decode_msgpack
+from fractally.picture.codec import decode_msgpack
 from fractally.config import Settings
 from fractally.errors import StoreUnavailable
-from fractally.invoke import make_invoker
-from fractally.kernel import render_window
-from fractally.service import Service
-from fractally.spec import parse_spec
+from fractally.picture.kernel import render_window
+from fractally.jobs.service import Service, make_invoker
+from fractally.picture.spec import parse_spec
 from tests.conftest_api import SMALL_SPEC, running_server, store_snapshot, wait_until_done
 
 JSON = "application/json"

@@ -14,8 +14,8 @@ import pytest
 
 from fractally import jobs
 from fractally.config import Settings
-from fractally.invoke import HttpInvoker
-from fractally.spec import parse_spec
+from fractally.jobs.invoke import HttpInvoker
+from fractally.picture.spec import parse_spec
 from fractally.store import LocalStore
 
 DELAY = 1.0  # seconds the slow function takes to answer

@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fractally import jobs, pieces, tasks
-from fractally.codec import decode_tile
-from fractally.compose import render_image
+from fractally import jobs
+from fractally.jobs import pieces, tasks
+from fractally.picture.codec import decode_tile
+from fractally.picture.compose import render_image
 from fractally.errors import BadRequest
-from fractally.invoke import plan_batches
-from fractally.spec import parse_spec
+from fractally.jobs.invoke import plan_batches
+from fractally.picture.spec import parse_spec
 from fractally.store import ObjectStore
-from fractally.tiling import grid, render_tile_arrays, tile
+from fractally.picture.tiling import grid, render_tile_arrays, tile
 
 # 7 rows of 5 tiles, the last row and column narrower than the rest
 SPEC = {"fractal": "julia", "c": [-0.8, 0.156], "width": 70, "height": 100, "tile_size": 16, "max_iter": 80}
@@ -82,7 +83,7 @@ def test_a_tile_in_a_pack_is_the_tile_a_single_task_stores(local_store: ObjectSt
     spec = parse_spec(SPEC)
     job, _ = jobs.create(local_store, spec)
     tasks.render(job.batch_task(0, 10), local_store)
-    from fractally.packs import TileReader
+    from fractally.jobs.packs import TileReader
 
     counts, smooth = TileReader(local_store, job).read(7)
     want_counts, want_smooth = render_tile_arrays(spec, tile(spec, 7))
@@ -147,7 +148,7 @@ def test_every_band_of_a_png_is_framed_in_idat_chunks_of_its_own() -> None:
 
 
 def test_a_pack_decodes_with_the_tile_decoder(local_store: ObjectStore) -> None:
-    from fractally.packs import decode_pack
+    from fractally.jobs.packs import decode_pack
 
     job, _ = jobs.create(local_store, parse_spec(SPEC))
     tasks.render(job.batch_task(0, 2), local_store)
@@ -158,7 +159,7 @@ def test_a_pack_decodes_with_the_tile_decoder(local_store: ObjectStore) -> None:
 def _http_job(served, spec_body: dict, batches: int) -> tuple[jobs.Job, bytes]:
     """The job sent by an HTTP invoker cut into ``batches`` calls to the served functions; its result."""
     from fractally.config import Settings
-    from fractally.invoke import HttpInvoker
+    from fractally.jobs.invoke import HttpInvoker
 
     settings = Settings(store_url=str(served.store.root), invoker="http", render_tile_url=served.render_tile,
                         assemble_url=served.assemble, http_concurrency=4, batches=batches)

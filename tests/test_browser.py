@@ -16,7 +16,7 @@ import numpy as np
 import requests
 from PIL import Image
 
-from fractally import xyz
+from fractally.jobs import xyz
 from tests.conftest_api import REPO_ROOT, LiveServer
 from tests.conftest_browser import ARTIFACTS, BrowserPage
 
@@ -73,7 +73,7 @@ def test_explorer_uses_the_servers_iteration_rule():
 
 
 def test_colormap_picker_offers_every_colormap(api_client):
-    from fractally.colour import COLORMAPS
+    from fractally.picture.colour import COLORMAPS
 
     html = api_client.get("/").get_data(as_text=True)
     select = html[html.index('<select id="colormap">'):]

@@ -1,4 +1,4 @@
-"""Assembly claims (fractally/tasks.py): one assembler a job at a time; a claim whose holder died is
+"""Assembly claims (fractally/jobs/tasks.py): one assembler a job at a time; a claim whose holder died is
 taken over (at once if the holder was on this host, after ``CLAIM_TIMEOUT`` without renewal if not),
 a live assembler renews its claim for as long as it works, and no claim outlives its assembly."""
 
@@ -11,7 +11,9 @@ import time
 
 import pytest
 
-from fractally import jobs, orphans, tasks
+from fractally import jobs
+from fractally.jobs import tasks
+from fractally.store import orphans
 from fractally.store import LocalStore
 
 HOST = orphans.HOST  # the hostname and this pid namespace

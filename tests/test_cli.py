@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 from fractally.cli import main
-from fractally.codec import decode_msgpack
-from fractally.kernel import render_window
-from fractally.spec import parse_spec
+from fractally.picture.codec import decode_msgpack
+from fractally.picture.kernel import render_window
+from fractally.picture.spec import parse_spec
 
 
 def test_render_msgpack_matches_the_kernel(tmp_path):

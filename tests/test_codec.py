@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fractally.codec import (
+from fractally.picture.codec import (
     MAX_MSGPACK_PIXELS,
     PngStreamWriter,
     decode_msgpack,
@@ -108,7 +108,7 @@ def test_a_tile_count_above_max_iter_is_refused_not_wrapped():
 
 @pytest.mark.parametrize("rows, width", [(1, 1), (3, 7), (700, 2100)])
 def test_rows_filled_in_place_deflate_to_the_same_bytes(rows, width):
-    from fractally.codec import deflate_filtered, deflate_rows, filtered_rows
+    from fractally.picture.codec import deflate_filtered, deflate_rows, filtered_rows
 
     rgb = (np.random.default_rng(rows).integers(0, 8, (rows, width, 3)) * 30).astype(np.uint8)
     raw = filtered_rows(rows, width)
@@ -285,7 +285,7 @@ def test_adler32_combine_equals_adler32_of_the_concatenation():
     import random
     import zlib
 
-    from fractally.codec import adler32_combine
+    from fractally.picture.codec import adler32_combine
 
     rng = random.Random(7)
     for _ in range(50):
@@ -297,7 +297,7 @@ def test_adler32_combine_equals_adler32_of_the_concatenation():
 def test_bands_deflated_in_parallel_join_into_one_valid_png():
     from concurrent.futures import ThreadPoolExecutor
 
-    from fractally.codec import deflate_rows
+    from fractally.picture.codec import deflate_rows
 
     rng = np.random.default_rng(3)
     rgb = (rng.integers(0, 4, (203, 131, 3)) * 60).astype(np.uint8)  # repetitive, like LUT colours
@@ -312,7 +312,7 @@ def test_bands_deflated_in_parallel_join_into_one_valid_png():
 
 
 def test_deflated_band_of_the_wrong_width_is_rejected():
-    from fractally.codec import deflate_rows
+    from fractally.picture.codec import deflate_rows
 
     writer = PngStreamWriter(io.BytesIO(), 10, 10)
     with pytest.raises(ValueError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fractally.colour import COLORMAPS, DEFAULT_COLORMAP, colour_into, colourize, inside_colour, lut
+from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP, colour_into, colourize, inside_colour, lut
 
 MAX_ITER = 256
 
@@ -27,7 +27,7 @@ def synthetic(height: int = 97, width: int = 203, max_iter: int = MAX_ITER, seed
 
 
 def oklab_lightness(rgb8: np.ndarray) -> np.ndarray:
-    """OKLab L of 8-bit sRGB, written out here independently of fractally.colour."""
+    """OKLab L of 8-bit sRGB, written out here independently of fractally.picture.colour."""
     c = rgb8.astype(np.float64) / 255
     lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
     lms = lin @ np.array(
@@ -147,7 +147,7 @@ def test_mismatched_counts_and_smooth_are_refused():
 
 def numpy_colourize(counts: np.ndarray, smooth: np.ndarray, max_iter: int, name: str) -> np.ndarray:
     """colourize's transfer as whole-array numpy float32 steps: the reference the numba loop must equal."""
-    from fractally import colour
+    from fractally.picture import colour
 
     table = colour._table(name)
     n = colour._TABLE_SIZE

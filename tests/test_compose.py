@@ -1,4 +1,4 @@
-"""fractally/compose.py: rendering straight into an encoding (``render_image``) makes the same bytes
+"""fractally/picture/compose.py: rendering straight into an encoding (``render_image``) makes the same bytes
 as encoding rendered bands (``write_image``), whatever the tiling and the number of threads."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fractally import compose
-from fractally.codec import decode_msgpack
-from fractally.compose import render_bands, render_image, render_image_file, write_image
-from fractally.spec import parse_spec
-from fractally.tiling import tile_count
+from fractally.picture import compose
+from fractally.picture.codec import decode_msgpack
+from fractally.picture.compose import render_bands, render_image, render_image_file, write_image
+from fractally.picture.spec import parse_spec
+from fractally.picture.tiling import tile_count
 
 
 def _spec(fmt: str, width: int, height: int, tile_size: int):

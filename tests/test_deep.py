@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import pytest
 
-from fractally.decimals import canonical
+from fractally.picture.decimals import canonical
 from fractally.errors import SpecError
-from fractally.spec import MAX_DEEP_ITER, parse_spec, spec_from_query
+from fractally.picture.spec import MAX_DEEP_ITER, parse_spec, spec_from_query
 
 JULIA = {"c": [-0.8, 0.156]}
 DEEP_CENTER = ["-0.7436438870371587047521915061147797782152", "0.1318259042053119704947553125324"]
@@ -109,7 +109,7 @@ def _view(fractal: str, depth: str, julia_point: tuple[str, str]) -> dict:
 def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling_point, exact_count):
     import numpy as np
 
-    from fractally.tiling import render_tile_arrays, tile
+    from fractally.picture.tiling import render_tile_arrays, tile
 
     spec = parse_spec({**_view(fractal, depth, julia_repelling_point), "width": W, "height": H,
                        "max_iter": 5000, "tile_size": 64})
@@ -129,7 +129,7 @@ def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling
 def test_deep_tiles_join_without_seams(fractal, depth, julia_repelling_point):
     import numpy as np
 
-    from fractally.tiling import render_tile_arrays, tile, tile_count
+    from fractally.picture.tiling import render_tile_arrays, tile, tile_count
 
     view = {**_view(fractal, depth, julia_repelling_point), "width": 48, "height": 40, "max_iter": 3000}
     whole_spec = parse_spec({**view, "tile_size": 64})
@@ -146,7 +146,7 @@ def test_deep_tiles_join_without_seams(fractal, depth, julia_repelling_point):
 
 
 def test_the_orbit_is_the_same_bytes_wherever_it_is_computed():
-    from fractally import orbit
+    from fractally.picture import orbit
 
     spec = parse_spec({**_view("julia", "1e-300", ("0.1", "0.2")), "c": ["-0.8", "0.156"], "max_iter": 2000})
     primary, critical = orbit.inputs_for(spec)
@@ -163,9 +163,9 @@ DEEP_JOB = {"fractal": "mandelbrot", "center": ["3.1e-42", "1.000000000000000000
 
 
 def test_a_deep_job_computes_its_orbit_once_into_the_store(api_client, api_store, monkeypatch):
-    from fractally import orbit
-    from fractally.codec import decode_msgpack
-    from fractally.tiling import render_tile_arrays, tile
+    from fractally.picture import orbit
+    from fractally.picture.codec import decode_msgpack
+    from fractally.picture.tiling import render_tile_arrays, tile
     from tests.conftest_api import wait_until_done
 
     computed = []
@@ -184,7 +184,7 @@ def test_a_deep_job_computes_its_orbit_once_into_the_store(api_client, api_store
 
 
 def test_sync_render_of_a_deep_view(api_client):
-    from fractally.codec import decode_msgpack
+    from fractally.picture.codec import decode_msgpack
 
     query = "&".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in DEEP_JOB.items()
                      if k not in ("tile_size", "format"))
@@ -215,9 +215,9 @@ def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
     if os.environ.get("NUMBA_DISABLE_JIT") == "1":
         pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
     script = (
-        "from fractally.spec import parse_spec\n"
-        "from fractally.tiling import render_tile_arrays, tile\n"
-        "from fractally import perturb as p\n"
+        "from fractally.picture.spec import parse_spec\n"
+        "from fractally.picture.tiling import render_tile_arrays, tile\n"
+        "from fractally.picture import perturb as p\n"
         "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
         "render_tile_arrays(s, tile(s, 0))\n"
         "for name in ('escape_time_deep', '_pixel'):\n"
@@ -236,7 +236,7 @@ def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exa
     """Orbits that pass within 1e-599 of 0 every period: the extended-exponent steps must keep δc."""
     import numpy as np
 
-    from fractally.tiling import render_tile_arrays, tile
+    from fractally.picture.tiling import render_tile_arrays, tile
 
     view = {k: v for k, v in deep_minibrot.items() if k != "period"}
     spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
@@ -257,9 +257,9 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
     """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
     import numpy as np
 
-    from fractally import orbit, perturb
-    from fractally.skip import skip_for
-    from fractally.tiling import render_tile_arrays, tile
+    from fractally.picture import orbit, perturb
+    from fractally.picture.skip import skip_for
+    from fractally.picture.tiling import render_tile_arrays, tile
 
     spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
     counts, _ = render_tile_arrays(spec, tile(spec, 0))

@@ -23,7 +23,7 @@ import yaml
 
 from fractally import config
 from fractally.config import Settings
-from fractally.deploy import (KNATIVE_API, SECRET_NAME, ManifestError, apply_order, deploy, generated_secrets,
+from fractally.ops.deploy import (KNATIVE_API, SECRET_NAME, ManifestError, apply_order, deploy, generated_secrets,
                               is_knative_service, render, service_state, status)
 from tests import dockerfile
 
@@ -202,7 +202,7 @@ def test_worker_manifest_leaves_the_replica_count_to_whoever_scales() -> None:
 
 
 def test_keda_example_scales_the_worker_on_the_stream_and_consumer_the_code_uses() -> None:
-    from fractally.queue import CONSUMER
+    from fractally.jobs.queue import CONSUMER
 
     path = K8S / "optional" / "keda-worker.yaml"
     assert path.name not in (K8S / "kustomization.yaml").read_text().split("resources:")[-1]
@@ -321,7 +321,7 @@ def test_apps_serve_the_probe_path_and_the_manifests_use_their_port(folder: str,
 def test_worker_deployment_probes_the_health_endpoint_the_worker_serves() -> None:
     """The worker's probes must hit the port given to --health-port, where it answers /healthz:
     200 while connected to NATS, 503 otherwise (so a worker cut off from the queue restarts)."""
-    from fractally.queue import serve_health
+    from fractally.jobs.queue import serve_health
 
     (worker,) = [o for o in rendered() if o["metadata"]["name"] == "fractally-worker"]
     c = worker["spec"]["template"]["spec"]["containers"][0]

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
-from fractally.deploy import FIELD_MANAGER, SECRET_NAME, KubernetesCluster, apply_order, deploy, render, status
+from fractally.ops.deploy import FIELD_MANAGER, SECRET_NAME, KubernetesCluster, apply_order, deploy, render, status
 
 pytest.importorskip("kubernetes")
 

@@ -24,8 +24,8 @@ from PIL import Image
 
 from fractally import jobs
 from fractally.cli import main as fractally_cli
-from fractally.codec import decode_msgpack
-from fractally.spec import parse_spec
+from fractally.picture.codec import decode_msgpack
+from fractally.picture.spec import parse_spec
 from tests.conftest_e2e import HTTP_TIMEOUT, STARTUP_TIMEOUT, Deployment, hermetic_env
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """Faults: processes killed mid-work, the object store restarted mid-job, work delivered twice.
 
-Every case runs against the multi-process stack (``fractally.stack.Stack``: render_tile with two
+Every case runs against the multi-process stack (``fractally.ops.stack.Stack``: render_tile with two
 gunicorn workers, assemble, the api with the HTTP invoker, a moto S3 server) and ends in the
 byte-identical image of a clean run: ``fractally render`` of the same spec on this machine
 (job results and CLI output are the same bytes: one composer, one encoder).
@@ -30,17 +30,18 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from fractally import jobs, tasks
+from fractally import jobs
+from fractally.jobs import tasks
 from fractally.cli import main as fractally_cli
-from fractally.codec import encode_tile
+from fractally.picture.codec import encode_tile
 from fractally.config import Settings
 from fractally.errors import StoreUnavailable
-from fractally.invoke import HttpInvoker, InProcessInvoker
-from fractally.service import Service
-from fractally.spec import parse_spec
-from fractally.stack import Child, Stack
+from fractally.jobs.invoke import HttpInvoker, InProcessInvoker
+from fractally.jobs.service import Service
+from fractally.picture.spec import parse_spec
+from fractally.ops.stack import Child, Stack
 from fractally.store import LocalStore
-from fractally.tiling import render_tile_arrays, tile
+from fractally.picture.tiling import render_tile_arrays, tile
 from tests.conftest_e2e import STARTUP_TIMEOUT, hermetic_env
 
 pytestmark = pytest.mark.slow
@@ -287,7 +288,7 @@ def test_assemble_killed_mid_write_never_shows_a_partial_result_and_the_retry_fi
             "format": "png"}
     reference = cli_render(spec, tmp_path / "clean.png")
     # The same picture in other colours first: its tiles are stored, so the job is only an assembly, from
-    # the tiles, through the assembler's file (no band of it was encoded by render_tile: fractally.pieces).
+    # the tiles, through the assembler's file (no band of it was encoded by render_tile: fractally.jobs.pieces).
     recoloured = faulty.submit({**spec, "colormap": "fire"})
     assert recoloured.status_code == 202, recoloured.text
     faulty.wait_done(recoloured.json()["id"])

@@ -1,4 +1,4 @@
-"""fractally/fileio.py: large buffers reach files whole, a piece of at most WRITE_PIECE bytes a call,
+"""fractally/store/fileio.py: large buffers reach files whole, a piece of at most WRITE_PIECE bytes a call,
 and every writer of images and tiles goes through it."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fractally import fileio
-from fractally.codec import decode_msgpack, encode_msgpack, write_msgpack_stream
-from fractally.compose import render_bands, render_image_file, write_image
-from fractally.spec import parse_spec
+from fractally.store import fileio
+from fractally.picture.codec import decode_msgpack, encode_msgpack, write_msgpack_stream
+from fractally.picture.compose import render_bands, render_image_file, write_image
+from fractally.picture.spec import parse_spec
 from fractally.store.local import LocalStore
 from tests.conftest import SMALL_PIECE
 

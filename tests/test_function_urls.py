@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from fractally.config import Settings
-from fractally.invoke import HttpInvoker
-from fractally.stack import free_port
+from fractally.jobs.invoke import HttpInvoker
+from fractally.ops.stack import free_port
 from fractally.store import LocalStore
 from tests.conftest import FunctionStub
 

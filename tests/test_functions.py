@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractally import jobs, tasks
-from fractally.codec import decode_tile
+from fractally import jobs
+from fractally.jobs import tasks
+from fractally.picture.codec import decode_tile
 from fractally.config import Settings
-from fractally.spec import parse_spec
+from fractally.picture.spec import parse_spec
 from fractally.store import LocalStore, ObjectStore
-from fractally.tiling import render_tile_arrays, tile
+from fractally.picture.tiling import render_tile_arrays, tile
 from functions.assemble.app import create_app as create_assemble
 from functions.render_tile.app import create_app as create_render_tile
 
@@ -218,9 +219,9 @@ def test_inprocess_job_assembled_while_rendering_equals_a_local_render(settings,
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from fractally.compose import render_bands, write_image
-    from fractally.invoke import InProcessInvoker
-    from fractally.service import Service
+    from fractally.picture.compose import render_bands, write_image
+    from fractally.jobs.invoke import InProcessInvoker
+    from fractally.jobs.service import Service
 
     spec = parse_spec({**SPEC, "width": 100, "height": 70, "max_iter": 300, "format": fmt})  # 7 x 5 tiles
     job = jobs.create(store, spec)[0]

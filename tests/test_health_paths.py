@@ -18,7 +18,7 @@ from flask import Flask
 
 from fractally.config import Settings
 from fractally.errors import StoreUnavailable
-from fractally.queue import HEALTH_PATHS, serve_health
+from fractally.jobs.queue import HEALTH_PATHS, serve_health
 from fractally.store import ObjectStore
 
 FOLDERS = ["api", "render_tile", "assemble"]

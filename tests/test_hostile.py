@@ -29,8 +29,8 @@ from typing import Iterator
 
 import pytest
 
-from fractally.spec import parse_spec
-from fractally.stack import Stack
+from fractally.picture.spec import parse_spec
+from fractally.ops.stack import Stack
 from fractally.store import LocalStore
 from tests.conftest_api import REPO_ROOT, running_server, store_snapshot
 from tests.conftest_e2e import STARTUP_TIMEOUT, hermetic_env

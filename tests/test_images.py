@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from fractally.stack import free_port
+from fractally.ops.stack import free_port
 from tests import dockerfile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_the_kernels_are_warmed_from_the_root_not_from_a_source_folder() -> None
     """A WORKDIR holding ./fractally would shadow the installed package: the cache would be written
     for paths the runtime never imports from."""
     lineage = dockerfile.lineage("render-tile")
-    warm = [i for i, c in enumerate(lineage) if c.cmd == "RUN" and "fractally.warmup" in " ".join(c.value)]
+    warm = [i for i, c in enumerate(lineage) if c.cmd == "RUN" and "fractally.picture.warmup" in " ".join(c.value)]
     assert len(warm) == 1
     workdirs = [c.value[0] for c in lineage[:warm[0]] if c.cmd == "WORKDIR"]
     assert workdirs and workdirs[-1] == "/"
@@ -115,7 +115,7 @@ def test_a_copied_numba_cache_loads_without_compiling(tmp_path: Path) -> None:
     assert numba_env.get("NUMBA_CPU_NAME")
     env = {**os.environ, **numba_env}
     baked, copied = tmp_path / "baked", tmp_path / "copied"
-    warm = [sys.executable, "-m", "fractally.warmup"]
+    warm = [sys.executable, "-m", "fractally.picture.warmup"]
     subprocess.run(warm, env={**env, "NUMBA_CACHE_DIR": str(baked)}, check=True, capture_output=True)
     entrypoint = ROOT / "docker" / "entrypoint.sh"
     out = subprocess.run(["sh", "-c", f'sed "s#/opt/numba-cache#{baked}#g" {entrypoint} | sh -s -- "$@"', "sh", *warm],

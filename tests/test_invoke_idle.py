@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from fractally.invoke import InProcessInvoker
+from fractally.jobs.invoke import InProcessInvoker
 from fractally.store import LocalStore
 
 

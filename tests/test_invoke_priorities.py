@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from fractally.invoke import InProcessInvoker
+from fractally.jobs.invoke import InProcessInvoker
 from fractally.store import LocalStore
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from fractally.kernel import render_window
-from fractally.spec import parse_spec
+from fractally.picture.kernel import render_window
+from fractally.picture.spec import parse_spec
 from tests.reference import reference_counts
 
 
@@ -130,7 +130,7 @@ def test_smooth_values_match_the_libm_formula_to_one_float32_step(fractal, radiu
 
 
 def test_log2_is_accurate_and_continuous_across_its_seams():
-    from fractally.kernel import _TWO52_BIAS, _log2_mantissa, _log2_split
+    from fractally.picture.kernel import _TWO52_BIAS, _log2_mantissa, _log2_split
 
     rng = np.random.default_rng(6)
     seams = np.ldexp(1.0, np.arange(-60, 61)).repeat(2) * np.tile([1.0, math.sqrt(2.0)], 121)
@@ -156,7 +156,7 @@ def test_escaped_points_with_huge_radius_keep_finite_smooth_values():
 
 def test_images_spanning_several_strips_equal_the_reference():
     # 260 columns (not a multiple of the 4 lanes) x 520 rows: three scratch strips, vectors refilled across rows
-    from fractally.kernel import STRIP_PIXELS
+    from fractally.picture.kernel import STRIP_PIXELS
 
     spec = parse_spec({"fractal": "mandelbrot", "center": [-0.74, 0.13], "scale": 0.05, "width": 260, "height": 520,
                        "max_iter": 60, "format": "msgpack"})
@@ -166,7 +166,7 @@ def test_images_spanning_several_strips_equal_the_reference():
 
 
 def test_float32_kernel_is_close_on_a_safe_view():
-    from fractally.kernel import escape_time_float32
+    from fractally.picture.kernel import escape_time_float32
 
     spec = parse_spec({"c": [-0.8, 0.156], "width": 160, "height": 90, "max_iter": 300, "format": "msgpack"})
     counts = np.empty((90, 160), np.uint32)
@@ -194,7 +194,7 @@ def test_float32_precision_changes_under_a_tenth_of_the_counts_of_the_classic_vi
 
 
 def test_float32_precision_looks_the_same_as_float64_on_the_classic_view():
-    from fractally.colour import colourize
+    from fractally.picture.colour import colourize
 
     spec = parse_spec(CLASSIC)
     (c64, s64), (c32, s32) = render_both(CLASSIC)
@@ -220,7 +220,7 @@ def test_float32_precision_agrees_with_float64_on_a_mandelbrot():
 
 
 def test_float32_kernel_guards_the_escape_radius_bound_the_spec_enforces():
-    from fractally import kernel, spec
+    from fractally.picture import kernel, spec
 
     assert kernel.FLOAT32_MAX_ESCAPE_RADIUS == spec.FLOAT32_MAX_ESCAPE_RADIUS
     counts, smooth = np.empty((2, 2), np.uint32), np.empty((2, 2), np.float32)
@@ -239,7 +239,7 @@ def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
         pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
     script = (
         "import numpy as np\n"
-        "from fractally import kernel as k\n"
+        "from fractally.picture import kernel as k\n"
         "c = np.empty((5, 7), np.uint32); s = np.empty((5, 7), np.float32)\n"
         "for f in (k.escape_time, k.escape_time_float32):\n"
         "    f(True, -0.8, 0.156, 0.0, 0.0, 3.2, 7, 5, 50, 2.0, 0, 0, c, s)\n"

@@ -1,4 +1,4 @@
-"""fractally/lease.py: the one lease mechanism behind assembly claims and dispatch leases. A lease is
+"""fractally/jobs/lease.py: the one lease mechanism behind assembly claims and dispatch leases. A lease is
 taken when absent or no longer live, renewed only by its holder, taken over once unrenewed for the
 timeout or at once when its process is seen dead, and released only by its holder."""
 
@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from fractally import lease, orphans
+from fractally.jobs import lease
+from fractally.store import orphans
 
 KEY = "jobs/" + "0" * 32 + "/dispatch.lease"
 TIMEOUT = 30.0

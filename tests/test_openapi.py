@@ -8,9 +8,9 @@ import jsonschema
 import pytest
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from fractally import spec as S
+from fractally.picture import spec as S
 from fractally.errors import SpecError
-from fractally.spec import parse_spec
+from fractally.picture.spec import parse_spec
 from functions.api.openapi import document
 
 IGNORED_METHODS = {"HEAD", "OPTIONS"}

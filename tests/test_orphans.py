@@ -1,4 +1,4 @@
-"""fractally/orphans.py: the half-written temporary files a killed process leaves are removed by its
+"""fractally/store/orphans.py: the half-written temporary files a killed process leaves are removed by its
 successor on the same host, and nothing of a live process or of another host is touched (claims:
 tests/test_claims.py)."""
 
@@ -8,8 +8,9 @@ import os
 import socket
 from pathlib import Path
 
-from fractally import orphans, tasks
-from fractally.orphans import remove_orphans, temp_prefix
+from fractally.jobs import tasks
+from fractally.store import orphans
+from fractally.store.orphans import remove_orphans, temp_prefix
 from fractally.store import LocalStore
 from fractally.store.local import TMP_DIR
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fractally.spec import parse_spec
+from fractally.picture.spec import parse_spec
 from tests.conftest_api import wait_until_done
 from tests.reference import KNEE, TABLE_ENTRIES, reference_colours, reference_escape, reference_lut
 

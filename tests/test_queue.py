@@ -18,9 +18,9 @@ import pytest
 
 from fractally import jobs
 from fractally.config import Settings
-from fractally.queue import QueueInvoker, count_on
-from fractally.service import Service
-from fractally.spec import parse_spec
+from fractally.jobs.queue import QueueInvoker, count_on
+from fractally.jobs.service import Service
+from fractally.picture.spec import parse_spec
 from fractally.store import ObjectStore
 from tests.conftest_queue import ROOT, WorkerProcess
 

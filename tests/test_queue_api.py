@@ -17,7 +17,7 @@ import requests
 from fractally import jobs
 from fractally.cli import main as cli_main
 from fractally.config import Settings
-from fractally.spec import parse_spec
+from fractally.picture.spec import parse_spec
 from tests.conftest_api import wait_until_done
 from tests.conftest_queue import NatsServer, WorkerProcess
 

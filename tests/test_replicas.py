@@ -21,10 +21,12 @@ from typing import Any
 import pytest
 import requests
 
-from fractally import jobs, lease, orphans, tasks
-from fractally.spec import parse_spec
+from fractally import jobs
+from fractally.jobs import lease, tasks
+from fractally.store import orphans
+from fractally.picture.spec import parse_spec
 from fractally.store import LocalStore
-from fractally.tiling import tile_count
+from fractally.picture.tiling import tile_count
 from tests.conftest import GatedStore
 from tests.test_faults import cli_render, gone
 

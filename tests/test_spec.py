@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from fractally import spec as specmod
-from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+from fractally.picture import spec as specmod
+from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP
 from fractally.errors import SpecError
-from fractally.spec import parse_spec, spec_from_query
+from fractally.picture.spec import parse_spec, spec_from_query
 
 JULIA = {"c": [-0.8, 0.156]}
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from fractally.kernel import render_window
-from fractally.spec import parse_spec
-from fractally.tiling import grid, render_tile_arrays, tile_count, tiles
+from fractally.picture.kernel import render_window
+from fractally.picture.spec import parse_spec
+from fractally.picture.tiling import grid, render_tile_arrays, tile_count, tiles
 
 
 @pytest.mark.parametrize("width,height,tile_size", [(97, 61, 16), (100, 100, 32), (17, 250, 64), (1, 1, 16)])
@@ -35,7 +35,7 @@ def test_tiles_join_without_seams(width, height, tile_size):
 
 
 def test_tile_index_outside_grid_is_rejected():
-    from fractally.tiling import tile
+    from fractally.picture.tiling import tile
 
     spec = parse_spec({"c": [0, 0], "width": 32, "height": 32, "tile_size": 16})
     with pytest.raises(IndexError):

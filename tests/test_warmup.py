@@ -1,4 +1,4 @@
-"""fractally/warmup.py: long-running processes load their kernels up front and then keep the cyclic
+"""fractally/picture/warmup.py: long-running processes load their kernels up front and then keep the cyclic
 garbage collector off everything loaded (a full collection over numba's objects held the GIL for
 40-65 ms, and status polls waited for it); the embedded server's loader steps aside while a job runs."""
 
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fractally.warmup import WARM_SPECS, freeze_loaded_objects, warm
+from fractally.picture.warmup import WARM_SPECS, freeze_loaded_objects, warm
 from functions.api import server
 from functions.api.server import _warm_kernels
 

@@ -1,4 +1,4 @@
-"""XYZ tiles: the scheme's maths (fractally/xyz.py) and ``GET /v1/tiles/{fractal}/{z}/{x}/{y}.png``."""
+"""XYZ tiles: the scheme's maths (fractally/jobs/xyz.py) and ``GET /v1/tiles/{fractal}/{z}/{x}/{y}.png``."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fractally import jobs, xyz
-from fractally.codec import decode_png
+from fractally import jobs
+from fractally.jobs import xyz
+from fractally.picture.codec import decode_png
 from fractally.errors import NotFound, SpecError
 from fractally.store import ObjectStore
 from tests.conftest_api import store_snapshot

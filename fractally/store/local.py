@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fractally.errors import InvalidKey, KeyNotFound
-from fractally.fileio import WRITE_PIECE, write_all
-from fractally.orphans import remove_orphans, temp_prefix
+from fractally.store.fileio import WRITE_PIECE, write_all
+from fractally.store.orphans import remove_orphans, temp_prefix
 from fractally.store.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectStore,
@@ -109,7 +109,7 @@ class LocalStore(ObjectStore):
 
         Named by the process (pid, host, run) and a counter (``tempfile.mkstemp`` spent ~5 us of Python
         on a random name and a Path), so the next store opened here removes it if its writer died
-        (``fractally.orphans``); ``O_EXCL`` still refuses a name that is taken, and the next is tried.
+        (``fractally.store.orphans``); ``O_EXCL`` still refuses a name that is taken, and the next is tried.
         """
         for _ in range(_PLACE_ATTEMPTS):
             name = f"{self._tmp_slash}{temp_prefix(_PUT_TEMP)}{next(_temp_names)}"

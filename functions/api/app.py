@@ -17,7 +17,7 @@ from flask import Flask
 
 from fractally.config import Settings
 from fractally.malloc import keep_freed_memory
-from fractally.service import Service
+from fractally.jobs.service import Service
 from functions.api import errors, routes, tiles
 
 #: Largest request body accepted (a render spec is well under 1 KiB); more is a 413.

@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the public API (API.md), built in code from the core's own constants.
 
-Every limit below is read from ``fractally.spec`` (and the colormaps from ``fractally.colour``), so
+Every limit below is read from ``fractally.picture.spec`` (and the colormaps from ``fractally.picture.colour``), so
 the document cannot drift from what ``parse_spec`` enforces; tests check that every route of the
 app is documented and every documented path exists.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from fractally.decimals import MAX_DIGITS, MAX_TEXT, canonical
-from fractally import spec as S
+from fractally.picture.decimals import MAX_DIGITS, MAX_TEXT, canonical
+from fractally.picture import spec as S
 from fractally.jobs import STATUSES
 
 API_VERSION = "1.0.0"
@@ -23,7 +23,7 @@ def _ref(name: str, kind: str = "schemas") -> dict[str, str]:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-#: A coordinate given as text: any number of digits (deep views), read exactly (fractally/decimals.py).
+#: A coordinate given as text: any number of digits (deep views), read exactly (fractally/picture/decimals.py).
 DECIMAL_PATTERN = r"^\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]{1,8})?\s*$"
 
 
@@ -49,7 +49,7 @@ def _pair(description: str, default: list[float] | None = None) -> dict[str, Any
 
 def spec_schema() -> dict[str, Any]:
     """The render spec (API.md, "The picture a spec describes") with every per-field limit."""
-    from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+    from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP
 
     d = S.DEFAULTS
     return {
@@ -248,9 +248,9 @@ def _sync_render(fmt: str, media_type: str, max_query: int) -> dict[str, Any]:
 
 
 def _tile() -> dict[str, Any]:
-    """``/v1/tiles/{fractal}/{z}/{x}/{y}.png``: the XYZ scheme of ``fractally.xyz``, stated from its constants."""
-    from fractally import xyz
-    from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+    """``/v1/tiles/{fractal}/{z}/{x}/{y}.png``: the XYZ scheme of ``fractally.jobs.xyz``, stated from its constants."""
+    from fractally.jobs import xyz
+    from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP
 
     def path(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
         return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}

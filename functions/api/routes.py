@@ -21,11 +21,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, redirect, re
 from werkzeug.exceptions import RequestURITooLarge
 
 from fractally import jobs
-from fractally.compose import CONTENT_TYPES
+from fractally.picture.compose import CONTENT_TYPES
 from fractally.config import Settings
 from fractally.errors import SpecError, StoreUnavailable, Unauthorized
-from fractally.service import Service
-from fractally.spec import parse_spec, spec_from_query
+from fractally.jobs.service import Service
+from fractally.picture.spec import parse_spec, spec_from_query
 from fractally.web import json_body, store_answers
 from functions.api import openapi
 from functions.api.errors import NotReady, ServerBusy

@@ -20,7 +20,7 @@ from functions.serve import GunicornServer, bind
 if TYPE_CHECKING:
     from flask import Flask
 
-    from fractally.invoke import Invoker
+    from fractally.jobs.invoke import Invoker
 
 DEFAULT_THREADS = 32
 GRACEFUL_TIMEOUT = 10  # seconds an in-flight request may take to finish after SIGTERM
@@ -69,8 +69,8 @@ def _warm_kernels(invoker: Invoker | None = None) -> None:
     job submitted during the loading does not share the cores and the GIL with it (a kernel that job
     needs, it loads itself, as it would anyway).
     """
-    from fractally.invoke import InProcessInvoker, raise_thread_nice
-    from fractally.warmup import freeze_loaded_objects, warm
+    from fractally.jobs.invoke import InProcessInvoker, raise_thread_nice
+    from fractally.picture.warmup import freeze_loaded_objects, warm
 
     raise_thread_nice(InProcessInvoker.HELPER_NICE)
     give_up = time.monotonic() + LOADER_PATIENCE

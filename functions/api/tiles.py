@@ -1,4 +1,4 @@
-"""``GET /v1/tiles/{fractal}/{z}/{x}/{y}.png``: the explorer's XYZ tiles (the scheme is ``fractally.xyz``'s).
+"""``GET /v1/tiles/{fractal}/{z}/{x}/{y}.png``: the explorer's XYZ tiles (the scheme is ``fractally.jobs.xyz``'s).
 
 A tile's URL names its picture completely, so its PNG never changes: it is served ``immutable``
 with the spec's content hash as ``ETag``, and a matching ``If-None-Match`` is answered ``304``
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import RequestURITooLarge
 
-from fractally import xyz
+from fractally.jobs import xyz
 from fractally.errors import SpecError
-from fractally.service import Service
-from fractally.spec import RenderSpec
+from fractally.jobs.service import Service
+from fractally.picture.spec import RenderSpec
 from functions.api.errors import ServerBusy
 
 bp = Blueprint("tiles", __name__)

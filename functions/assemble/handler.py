@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fractally import tasks
+from fractally.jobs import tasks
 from fractally.errors import BadRequest
 from fractally.store import ObjectStore
 

@@ -1,12 +1,12 @@
 // Fractal.ly explorer: the Mandelbrot set as a map of Julia sets, each pane a pannable, zoomable
-// layer of XYZ tiles from GET /v1/tiles/{fractal}/{z}/{x}/{y}.png (scheme: fractally/xyz.py).
+// layer of XYZ tiles from GET /v1/tiles/{fractal}/{z}/{x}/{y}.png (scheme: fractally/jobs/xyz.py).
 // "Render full size" submits the Julia view as a job (POST /v1/renders) and polls its progress.
 // The whole state lives in the URL's hash, so a view can be shared and a reload restores it.
 // Plain JavaScript, no framework, no build step.
 "use strict";
 
 (() => {
-  // --- the XYZ scheme (fractally/xyz.py) --------------------------------------------------------
+  // --- the XYZ scheme (fractally/jobs/xyz.py) --------------------------------------------------------
 
   const TILE = 256; // pixels per tile edge
   const EXTENT = 4; // tile 0/0/0 is 4 complex units wide ...
@@ -14,7 +14,7 @@
   const TOP = 2; // ... and imaginary +2 downwards
   const MAX_LEVEL = 40; // deepest tile zoom
   const MIN_ZOOM = -1; // the view may zoom out to half a tile 0/0/0
-  // The iteration rule of fractally/xyz.py (tests/test_browser.py checks that these match):
+  // The iteration rule of fractally/jobs/xyz.py (tests/test_browser.py checks that these match):
   const ITER_BASE = 200;
   const ITER_PER_ZOOM = 100;
   const ITER_CAP = 5000;

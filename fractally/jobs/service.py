@@ -12,19 +12,34 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from fractally import jobs, lease, orbit, tasks
-from fractally.compose import CONTENT_TYPES, render_image
+from fractally import jobs
+from fractally.jobs import lease, tasks
+from fractally.picture import orbit
+from fractally.picture.compose import CONTENT_TYPES, render_image
 from fractally.config import Settings
-from fractally.invoke import Invoker, make_invoker
-from fractally.spec import RenderSpec
+from fractally.jobs.invoke import HttpInvoker, InProcessInvoker, Invoker
+from fractally.picture.spec import RenderSpec
 from fractally.store import ObjectStore
 
-log = logging.getLogger("fractally.service")
+log = logging.getLogger("fractally.jobs.service")
 
 #: Manifests a replica keeps in memory (``Service._job``).
 MANIFESTS_KEPT = 4096
 #: A job in one of these states is still to be carried on by some api replica.
 UNFINISHED = ("queued", "running", "assembling")
+
+
+def make_invoker(settings: Settings, store: ObjectStore) -> Invoker:
+    """The invoker ``FRACTALLY_INVOKER`` names (the queue's needs the nats client, imported only then)."""
+    if settings.invoker == "inprocess":
+        return InProcessInvoker(store, settings.workers, settings.lease_timeout)
+    if settings.invoker == "http":
+        return HttpInvoker(store, settings)
+    if settings.invoker == "queue":
+        from fractally.jobs.queue import QueueInvoker
+
+        return QueueInvoker(store, settings)
+    raise ValueError(f"FRACTALLY_INVOKER must be inprocess, http or queue, got {settings.invoker!r}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Deep views: every pixel iterated in float64 as a difference from one arbitrary-precision orbit.
 
-A pixel's orbit z is written z = Z_m + δ with Z the reference orbit (``fractally.orbit``), and
+A pixel's orbit z is written z = Z_m + δ with Z the reference orbit (``fractally.picture.orbit``), and
 
     δ ← (2·Z_m + δ)·δ + δc        (mandelbrot: δc = the pixel's offset from the centre, δ₀ = 0;
                                     julia: δc = 0, δ₀ = the pixel's offset)
@@ -37,10 +37,10 @@ import math
 
 import numpy as np
 
-from fractally.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, ngjit
-from fractally.orbit import Orbit
-from fractally.skip import skip_for
-from fractally.spec import RenderSpec
+from fractally.picture.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, ngjit
+from fractally.picture.orbit import Orbit
+from fractally.picture.skip import skip_for
+from fractally.picture.spec import RenderSpec
 
 #: δ at or above 2^PLAIN_EXPONENT (and δc below float64's range) runs the plain float64 loop.
 PLAIN_EXPONENT = -800
@@ -82,7 +82,7 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
     ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
     float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
     extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: the view's skipped steps and
-    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.skip``).
+    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.picture.skip``).
     """
     # the difference δ at step skip_m (K·offset) and the per-pixel constant δc, as mantissas and exponents
     dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
@@ -218,7 +218,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, n
     lanes' steps do not wait on each other. A lane whose pixel is done takes the next one.
     ``zr``/``zi``: the reference then the critical orbit, one after the other (``ref_len`` entries of
     the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
-    (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.skip``).
+    (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.picture.skip``).
     """
     cols = len(px)
     total = cols * len(py)
@@ -298,7 +298,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
     view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is API.md's
     ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
     then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
-    ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.skip``).
+    ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.picture.skip``).
     """
     rows, cols = counts.shape
     r2 = escape_radius * escape_radius

@@ -7,7 +7,7 @@ or repeated completions still give one result because assemble claims the job
 and writes with put-if-absent. The handlers never know which invoker called.
 
 The fan-out of the in-process and HTTP invokers lives in this process's threads, so the replica that
-dispatches a job holds its dispatch lease (``jobs/<id>/dispatch.lease``, ``fractally.lease``), renews
+dispatches a job holds its dispatch lease (``jobs/<id>/dispatch.lease``, ``fractally.jobs.lease``), renews
 it while the job is in its hands and releases it when the job leaves them, or when the invoker is
 closed (SIGTERM); any replica that answers a status poll for an unfinished job whose lease is not live
 carries it on (``Service.status``). The queue invoker's tasks live in JetStream: it is ``durable`` and
@@ -27,13 +27,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from fractally import jobs, lease, tasks
+from fractally import jobs
+from fractally.jobs import lease, tasks
 from fractally.config import Settings
-from fractally.spec import RenderSpec
+from fractally.picture.spec import RenderSpec
 from fractally.store import ObjectStore
-from fractally.tiling import grid
+from fractally.picture.tiling import grid
 
-log = logging.getLogger("fractally.invoke")
+log = logging.getLogger("fractally.jobs.invoke")
 
 
 @dataclass
@@ -540,7 +541,7 @@ class HttpInvoker(Invoker):
 def plan_batches(spec: RenderSpec, indices: list[int], target: int) -> list[tuple[int, int]]:
     """Cut ``indices`` (tile indices, any order) into about ``target`` runs ``(first, end)`` of
     consecutive tiles: runs of whole tile rows while there are more rows than runs (so render_tile
-    also makes those bands' pieces of the result, ``fractally.pieces``), else equal parts of a row.
+    also makes those bands' pieces of the result, ``fractally.jobs.pieces``), else equal parts of a row.
     Cuts fall on fixed positions of the grid, not on where the indices start, so a job sent again
     (only its missing tiles) makes the same runs where it can."""
     if not indices:
@@ -608,17 +609,5 @@ def _error_of(future: Future) -> str | None:
         return str(err)
     message = getattr(err, "message", None)  # FractallyError texts are written for users
     return message if isinstance(message, str) else f"internal error ({type(err).__name__})"
-
-
-def make_invoker(settings: Settings, store: ObjectStore) -> Invoker:
-    if settings.invoker == "inprocess":
-        return InProcessInvoker(store, settings.workers, settings.lease_timeout)
-    if settings.invoker == "http":
-        return HttpInvoker(store, settings)
-    if settings.invoker == "queue":
-        from fractally.queue import QueueInvoker
-
-        return QueueInvoker(store, settings)
-    raise ValueError(f"FRACTALLY_INVOKER must be inprocess, http or queue, got {settings.invoker!r}")
 
 

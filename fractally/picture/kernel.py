@@ -545,7 +545,7 @@ def escape_time(julia: bool, c_re: float, c_im: float, center_x: float, center_y
                         0.0, np.inf, counts, smooth, np.empty(size, np.int32), np.empty(size, np.float64))
 
 
-#: ``escape_time_float32`` needs R² to be a finite float32 (largest 3.4e38). A guard: ``fractally.spec``
+#: ``escape_time_float32`` needs R² to be a finite float32 (largest 3.4e38). A guard: ``fractally.picture.spec``
 #: rejects such specs first, with the same bound (a test keeps the two equal; numba's cache would not see
 #: a constant imported from another module change).
 FLOAT32_MAX_ESCAPE_RADIUS = 1e19
@@ -565,7 +565,7 @@ def escape_time_float32(julia: bool, c_re: float, c_im: float, center_x: float, 
     change a lot, but only among pixels whose neighbours already differ wildly,
     so the picture keeps its look (the README has the figures).
 
-    Where it is visually safe is decided by ``fractally.spec`` (``FLOAT32_MIN_SPACING``):
+    Where it is visually safe is decided by ``fractally.picture.spec`` (``FLOAT32_MIN_SPACING``):
     the pixel spacing must be at least 2**-20 times the largest coordinate, so
     every float32 pixel centre is within 1/16 pixel of its exact place. It runs
     eight lanes per AVX2 register (``_iterate_strip32``), 1.4 to 1.5 times the

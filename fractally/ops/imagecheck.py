@@ -23,11 +23,12 @@ from pathlib import Path
 
 import requests
 
-from fractally import jobs, tasks
-from fractally.spec import parse_spec
-from fractally.stack import free_port
+from fractally import jobs
+from fractally.jobs import tasks
+from fractally.picture.spec import parse_spec
+from fractally.ops.stack import free_port
 from fractally.store import LocalStore
-from fractally.warmup import WARM_SPECS
+from fractally.picture.warmup import WARM_SPECS
 
 STARTUP_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 120.0

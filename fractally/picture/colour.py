@@ -231,7 +231,7 @@ def colour_into(
 ) -> None:
     """``colourize`` into ``out``, an (H, 3*W) uint8 view such as PNG rows after their filter
     byte, so a band's tiles are coloured straight into the encoder's buffer with no copy."""
-    from fractally.colour_kernel import colour_rows  # numba loads only where pixels are coloured
+    from fractally.picture.colour_kernel import colour_rows  # numba loads only where pixels are coloured
 
     cmap = _check_name(colormap)
     _check_arrays(counts, smooth, max_iter)
@@ -269,7 +269,7 @@ def colourize(
     reaches the end at ``s = max_iter``; cyclic maps use ``frac(sqrt(s + 1)/3)``.
     Points with ``counts >= max_iter`` get ``inside_colour(colormap)``.
     Pixel-local, so colouring bands separately equals colouring the whole.
-    The loop is ``fractally.colour_kernel.colour_rows``.
+    The loop is ``fractally.picture.colour_kernel.colour_rows``.
     """
     counts, smooth = np.asarray(counts), np.asarray(smooth)
     _check_arrays(counts, smooth, max_iter)  # before the allocation below; colour_into checks the rest

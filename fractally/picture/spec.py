@@ -16,8 +16,8 @@ Deep views: ``center``, ``scale`` and ``c`` may be decimal strings of any length
 can resolve (the pixel spacing at least ``MIN_SPACING_ULPS`` ulps of its coordinates) is rendered
 by API.md's exact float64 rule at the float64 nearest each decimal, and its normalized form holds
 those floats, exactly as before strings were accepted. A finer view is *deep* (``RenderSpec.deep``):
-it is rendered by perturbation (``fractally.perturb``) and its normalized form keeps the canonical
-decimal strings (``fractally.decimals``), so its hash names the exact point.
+it is rendered by perturbation (``fractally.picture.perturb``) and its normalized form keeps the canonical
+decimal strings (``fractally.picture.decimals``), so its hash names the exact point.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any, Mapping
 
 from decimal import Decimal
 
-from fractally.decimals import DECIMAL, MAX_TEXT, canonical, parse_decimal, to_float
+from fractally.picture.decimals import DECIMAL, MAX_TEXT, canonical, parse_decimal, to_float
 from fractally.errors import SpecError
 
 # --- Limits: explicit, documented in the README, enforced before any work. ---
@@ -233,7 +233,7 @@ def _describe(value: Any) -> str:
 
 def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
     """Validate a spec mapping. ``sync`` applies the tighter limits of synchronous renders."""
-    from fractally.colour import COLORMAPS, DEFAULT_COLORMAP
+    from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP
 
     if not isinstance(data, Mapping):
         raise SpecError(f"the render spec must be a JSON object, got {_describe(data)}", None)

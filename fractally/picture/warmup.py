@@ -1,6 +1,6 @@
 """Compile the numba kernels ahead of time, into numba's on-disk cache.
 
-A function image runs ``python -m fractally.warmup --verify`` at build time with
+A function image runs ``python -m fractally.picture.warmup --verify`` at build time with
 ``NUMBA_CACHE_DIR`` set: the first run compiles every kernel for both fractals (a
 tiny render of each) and the colouring loop (every signature, at its import), and
 writes the cache; ``--verify`` then renders again in a
@@ -43,11 +43,11 @@ WARM_SPECS = (
 
 
 def kernel_dispatchers() -> dict[str, Any]:
-    """Every numba-compiled function of ``fractally.kernel``, ``fractally.perturb`` and
-    ``fractally.colour_kernel``, by name."""
+    """Every numba-compiled function of ``fractally.picture.kernel``, ``fractally.picture.perturb`` and
+    ``fractally.picture.colour_kernel``, by name."""
     from numba.core.registry import CPUDispatcher
 
-    from fractally import colour_kernel, kernel, perturb
+    from fractally.picture import colour_kernel, kernel, perturb
 
     return {f"{module.__name__}.{name}": obj for module in (kernel, perturb, colour_kernel)
             for name, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
@@ -67,7 +67,7 @@ def _loading_steps(spec: Any) -> list[Callable[[], Any]]:
     """``load_for(spec)`` in the steps ``warm`` may wait between: the kernel, then (PNG) the colouring loop."""
 
     def kernel() -> tuple:
-        from fractally.tiling import Tile, render_tile_arrays
+        from fractally.picture.tiling import Tile, render_tile_arrays
 
         return render_tile_arrays(spec, Tile(0, 0, 0, 0, 0, 1, 1))  # one pixel (a deep view: its orbit too)
 
@@ -75,7 +75,7 @@ def _loading_steps(spec: Any) -> list[Callable[[], Any]]:
         return [kernel]
 
     def colour() -> None:
-        from fractally.colour import colourize
+        from fractally.picture.colour import colourize
 
         colourize(*kernel(), spec.max_iter, spec.colormap)
 
@@ -90,7 +90,7 @@ def warm(go_on: Callable[[], bool] | None = None) -> dict[str, Any]:
     that needs it. The embedded server's loader waits there while a job runs, so a job started during
     the loading does not share the cores and the GIL with it (docs/BENCHMARKS.md, "Stack overhead").
     """
-    from fractally.spec import parse_spec
+    from fractally.picture.spec import parse_spec
 
     started = time.perf_counter()
     steps = (step for raw in WARM_SPECS for step in _loading_steps(parse_spec(raw)))  # PNG: the colouring too
@@ -123,7 +123,7 @@ def freeze_loaded_objects() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fractally.warmup", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fractally.picture.warmup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--verify", action="store_true",
                         help="afterwards, render again in a fresh process and fail unless nothing was compiled")
     args = parser.parse_args(argv)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(warm()))
     if not args.verify:
         return 0
-    out = subprocess.run([sys.executable, "-m", "fractally.warmup"], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "fractally.picture.warmup"], check=True, capture_output=True, text=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     print(json.dumps({"verify": report}))
     if report["compiled"] or not report["loaded"]:

@@ -47,7 +47,7 @@ import msgpack
 import numpy as np
 from isal import isal_zlib
 
-from fractally.fileio import WRITE_PIECE, write_to
+from fractally.store.fileio import WRITE_PIECE, write_to
 
 __all__ = [
     "MSGPACK_VERSION",
@@ -501,7 +501,7 @@ def write_band_chunks(fileobj: BinaryIO, piece: DeflatedRows, first: bool) -> in
 
     Each band is framed on its own, never sharing a chunk with its neighbours, so a band's bytes
     depend only on the band: bands framed by different processes (band-parallel assembly,
-    ``fractally.pieces``) join into the same file a single writer makes."""
+    ``fractally.jobs.pieces``) join into the same file a single writer makes."""
     data = memoryview(_ZLIB_HEADER + piece.data if first else piece.data)
     written = 0
     for start in range(0, len(data), _IDAT_SIZE):

@@ -1,4 +1,4 @@
-"""The colouring loop of ``fractally.colour`` (numba): every pixel once, straight into PNG rows.
+"""The colouring loop of ``fractally.picture.colour`` (numba): every pixel once, straight into PNG rows.
 
 The transfer is ``colour.colourize``'s (the docstring there says what it does and
 why); this module only makes it cheap. A numpy version walks the image ten times
@@ -14,7 +14,7 @@ arithmetic, which LLVM vectorises when the rows are contiguous), the second look
 up and stores them. In one pass the loop could not be vectorised, and took 2.2 ns a pixel
 against 1.1 ns (docs/BENCHMARKS.md, "Stack overhead").
 
-Imported lazily by ``fractally.colour``: validating a spec must not load numba.
+Imported lazily by ``fractally.picture.colour``: validating a spec must not load numba.
 """
 
 from __future__ import annotations

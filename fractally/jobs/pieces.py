@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fractally import jobs
-from fractally.codec import adler32_combine, msgpack_layout, png_head, png_tail, write_band_chunks
-from fractally.compose import CONTENT_TYPES, Band, _colour_and_deflate, _joined
-from fractally.spec import RenderSpec
+from fractally.picture.codec import adler32_combine, msgpack_layout, png_head, png_tail, write_band_chunks
+from fractally.picture.compose import CONTENT_TYPES, Band, _colour_and_deflate, _joined
+from fractally.picture.spec import RenderSpec
 from fractally.store import ObjectStore
 
 _PNG = re.compile(r"(\d{7})-(\d{7})\.png\.([0-9a-f]{8})\.(\d+)")

@@ -20,8 +20,8 @@ from typing import Iterable
 import msgpack
 
 from fractally import jobs
-from fractally.codec import decode_tile
-from fractally.compose import Part
+from fractally.picture.codec import decode_tile
+from fractally.picture.compose import Part
 from fractally.store import ObjectStore
 
 def encode_pack(first: int, tiles: list[bytes]) -> bytes:

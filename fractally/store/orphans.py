@@ -57,7 +57,7 @@ def _is_dead(host: str, pid: int) -> bool:
 
 
 def owner() -> str:
-    """This process as the owner of a temporary file or a lease (``fractally.lease``): ``<pid>@<host>~<run>``."""
+    """This process as the owner of a temporary file or a lease (``fractally.jobs.lease``): ``<pid>@<host>~<run>``."""
     return f"{os.getpid()}@{HOST}{_END}{_RUN}"
 
 

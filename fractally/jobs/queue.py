@@ -54,13 +54,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Awaitable, Callable, TypeVar
 
-from fractally import jobs, tasks
+from fractally import jobs
+from fractally.jobs import tasks
 from fractally.config import Settings
 from fractally.errors import FractallyError
-from fractally.invoke import Invoker, plan_batches
+from fractally.jobs.invoke import Invoker, plan_batches
 from fractally.store import ObjectStore
 
-log = logging.getLogger("fractally.queue")
+log = logging.getLogger("fractally.jobs.queue")
 T = TypeVar("T")
 
 #: The durable consumer every worker pulls from (one consumer, so each task goes to one worker).
@@ -566,7 +567,7 @@ def serve_health(worker: Worker, host: str, port: int) -> ThreadingHTTPServer:
 
 def run_worker(settings: Settings, concurrency: int, health: tuple[str, int] | None = None) -> int:
     """The body of ``fractally worker``: warm the kernels, then work until SIGTERM or SIGINT."""
-    from fractally.warmup import freeze_loaded_objects, warm
+    from fractally.picture.warmup import freeze_loaded_objects, warm
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warm()  # compile or load the kernels now, not inside the first task

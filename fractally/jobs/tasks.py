@@ -19,15 +19,17 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally import jobs, lease, orphans, packs, pieces
-from fractally.codec import decode_tile, encode_tile
-from fractally.compose import CONTENT_TYPES, Band, Part, write_image
+from fractally import jobs
+from fractally.jobs import lease, packs, pieces
+from fractally.store import orphans
+from fractally.picture.codec import decode_tile, encode_tile
+from fractally.picture.compose import CONTENT_TYPES, Band, Part, write_image
 from fractally.errors import BadRequest, SpecError
-from fractally.spec import RenderSpec, parse_spec
+from fractally.picture.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
-from fractally.tiling import band, grid, render_tile_arrays, tile, tile_count
+from fractally.picture.tiling import band, grid, render_tile_arrays, tile, tile_count
 
-log = logging.getLogger("fractally.tasks")
+log = logging.getLogger("fractally.jobs.tasks")
 
 #: An assembly claim not renewed for this long is taken to belong to a dead assembler (one on this
 #: host is seen to be dead at once: ``orphans.owner_is_dead``).
@@ -36,7 +38,7 @@ CLAIM_TIMEOUT = 60.0
 #: for a moment, a busy machine) before another assembler would take the job over.
 CLAIM_RENEWAL = lease.renewal_interval(CLAIM_TIMEOUT)
 
-#: How the names of assemble's result files start while they are written (``fractally.orphans``).
+#: How the names of assemble's result files start while they are written (``fractally.store.orphans``).
 RESULT_TEMP = "fractally-result-"
 
 
@@ -81,7 +83,7 @@ def render(task: Any, store: ObjectStore) -> dict[str, Any]:
 
 def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
     """Render a run of tiles and store them as one pack; the whole tile rows among them are also
-    coloured and encoded into the result's piece for those bands (``fractally.pieces``), so the
+    coloured and encoded into the result's piece for those bands (``fractally.jobs.pieces``), so the
     final assembly only joins. Two writes for the batch, whatever its size; no reads.
 
     Repeating a batch writes the same objects again (same keys, same bytes): harmless.
@@ -184,7 +186,7 @@ def _bands(store: ObjectStore, job: jobs.Job, ready: TileReady | None = None,
 
 
 def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any]:
-    """Encode tile rows ``[first, end)`` of the job's result into their piece (``fractally.pieces``),
+    """Encode tile rows ``[first, end)`` of the job's result into their piece (``fractally.jobs.pieces``),
     from their stored tiles: how rows that were rendered in parts, by several calls, are encoded in
     parallel instead of all by the final assembly. Repeats write the same piece again."""
     started = time.perf_counter()
@@ -202,7 +204,7 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
-    """Take the job's assembly unless a live assembler holds it (a ``fractally.lease``).
+    """Take the job's assembly unless a live assembler holds it (a ``fractally.jobs.lease``).
 
     A claim names its holder as its temporary files do (``orphans.owner``). An assembler killed
     mid-write (OOM, gunicorn's timeout, SIGKILL) leaves its claim behind; the worker its server starts
@@ -280,7 +282,7 @@ def _write_result(store: ObjectStore, job: jobs.Job, bands: Iterable[Band]) -> t
 
 
 def _join_pieces(store: ObjectStore, job: jobs.Job, reader: packs.TileReader) -> tuple[bool, int, int] | None:
-    """The result joined from the bands' pieces (``fractally.pieces``), the bands no piece covers
+    """The result joined from the bands' pieces (``fractally.jobs.pieces``), the bands no piece covers
     encoded here from their tiles; None if no piece is stored (then one writer streams the whole
     result: nothing to join). (written, bytes, pieces joined)."""
     by_first, sizes = pieces.stored(store, job)

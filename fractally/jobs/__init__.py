@@ -7,12 +7,12 @@ Layout (every key built from hashes, never from user text)::
     jobs/<job id>/failed.json      why the job failed, if it did
     jobs/<job id>/assemble.claim   who is assembling since when (to avoid double work)
     jobs/<job id>/dispatch.lease   which api replica fans the job out, renewed while it does (so another
-                                   carries it on when that one is gone; fractally/lease.py)
+                                   carries it on when that one is gone; fractally/jobs/lease.py)
     jobs/<job id>/pieces/...       the result's bands, made in parallel, until they are joined
-                                   (fractally/pieces.py)
+                                   (fractally/jobs/pieces.py)
     tiles/<pixels hash>/<index>.tile   counts + smooth of one tile, shared by every job of
                                        that picture (PNG or msgpack, any colormap)
-    tiles/<pixels hash>/<first>-<end>.pack   the tiles of one batch in one object (fractally/packs.py)
+    tiles/<pixels hash>/<first>-<end>.pack   the tiles of one batch in one object (fractally/jobs/packs.py)
 
 The job id is the spec's content hash, so an identical request finds its job.
 Status is never stored: it is read off the keys above (DESIGN.md principle 1).
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fractally.errors import KeyNotFound, NotFound
-from fractally.spec import RenderSpec, parse_spec
+from fractally.picture.spec import RenderSpec, parse_spec
 from fractally.store import ObjectStore
-from fractally.tiling import tile_count
+from fractally.picture.tiling import tile_count
 
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 STATUSES = ("queued", "running", "assembling", "done", "failed")

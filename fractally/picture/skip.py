@@ -21,8 +21,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from fractally.orbit import Orbit, inputs_for
-from fractally.spec import RenderSpec
+from fractally.picture.orbit import Orbit, inputs_for
+from fractally.picture.spec import RenderSpec
 
 #: |δ| below this times |Z_m| keeps δ² under float64's rounding of the step (2^-53), with margin
 #: for the error of up to 50,000 skipped steps adding up.

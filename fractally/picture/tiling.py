@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from fractally.spec import RenderSpec
+from fractally.picture.spec import RenderSpec
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,11 @@ def band(spec: RenderSpec, row: int) -> list[Tile]:
 
 def render_tile_arrays(spec: RenderSpec, t: Tile, store: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values of one tile. A deep view reads its job's reference orbits from
-    ``store`` (computed in memory without one: ``fractally.orbit``)."""
+    ``store`` (computed in memory without one: ``fractally.picture.orbit``)."""
     if spec.deep is not None:
-        from fractally import orbit, perturb
+        from fractally.picture import orbit, perturb
 
         return perturb.render_window(spec, orbit.orbits_for(spec, store), t.y0, t.x0, t.height, t.width)
-    from fractally.kernel import render_window  # numba loads on first use, not when a spec is checked
+    from fractally.picture.kernel import render_window  # numba loads on first use, not when a spec is checked
 
     return render_window(spec, t.y0, t.x0, t.height, t.width)

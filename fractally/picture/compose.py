@@ -23,20 +23,20 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from fractally.codec import (DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, msgpack_layout,
+from fractally.picture.codec import (DeflatedRows, PngStreamWriter, deflate_filtered, filtered_rows, msgpack_layout,
                              write_msgpack_stream)
-from fractally.colour import colour_into
-from fractally.fileio import pwrite_all, write_to
-from fractally.orphans import remove_orphans, temp_prefix
-from fractally.spec import RenderSpec
-from fractally.tiling import Tile, band, grid, render_tile_arrays
+from fractally.picture.colour import colour_into
+from fractally.store.fileio import pwrite_all, write_to
+from fractally.store.orphans import remove_orphans, temp_prefix
+from fractally.picture.spec import RenderSpec
+from fractally.picture.tiling import Tile, band, grid, render_tile_arrays
 
 Part = tuple[np.ndarray, np.ndarray]  # (counts uint32, smooth float32) of one tile
 Band = list[Part]  # the tiles of one tile row, left to right
 
 CONTENT_TYPES = {"png": "image/png", "msgpack": "application/msgpack"}
 
-#: How the names of a file being written in the user's folder start (``_atomic_file``, ``fractally.orphans``).
+#: How the names of a file being written in the user's folder start (``_atomic_file``, ``fractally.store.orphans``).
 PARTIAL_TEMP = ".partial-"
 
 

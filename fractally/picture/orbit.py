@@ -1,7 +1,7 @@
 """Reference orbits of deep views: computed once per job in arbitrary precision, shared through the store.
 
 A deep view's pixels are iterated as small differences from one *reference orbit* Z₀, Z₁, … (the
-orbit of the view's centre; ``fractally.perturb``). The orbit is the one computation that needs
+orbit of the view's centre; ``fractally.picture.perturb``). The orbit is the one computation that needs
 more than float64: it is done with gmpy2 (MPFR/MPC), whose every operation is correctly rounded,
 so the same inputs give the same bits on every machine. Measured against mpmath and python-flint
 (docs/BENCHMARKS.md, "Deep views"): gmpy2 steps 13 times faster than mpmath at 200 bits and is
@@ -32,7 +32,7 @@ import msgpack
 import numpy as np
 
 from fractally.errors import KeyNotFound
-from fractally.spec import RenderSpec
+from fractally.picture.spec import RenderSpec
 from fractally.store import ObjectStore
 
 ORBIT_VERSION = 1
@@ -100,7 +100,7 @@ def precision_bits(spec: RenderSpec) -> int:
 
 def inputs_for(spec: RenderSpec) -> tuple[OrbitInputs, OrbitInputs | None]:
     """The orbits a deep view uses: the reference, and for a julia set the critical orbit (from 0) that
-    pixels rebase onto (``fractally.perturb``); for a mandelbrot the reference starts at 0 and is both."""
+    pixels rebase onto (``fractally.picture.perturb``); for a mandelbrot the reference starts at 0 and is both."""
     deep = spec.deep
     assert deep is not None
     bits = precision_bits(spec)
@@ -138,7 +138,7 @@ def compute(inputs: OrbitInputs) -> Orbit:
         mre = np.ldexp(re, -exps)
         mim = np.ldexp(im, -exps)
         exps = exps.astype(np.int64)
-        exps[(re == 0) & (im == 0)] = ZERO_EXPONENT  # a zero never outweighs another term (fractally.perturb)
+        exps[(re == 0) & (im == 0)] = ZERO_EXPONENT  # a zero never outweighs another term (fractally.picture.perturb)
         for at, value in tiny:  # the shared exponent from the exact value, not the underflowed float
             e = max(gmpy2.frexp(value.real)[0] if value.real != 0 else ZERO_EXPONENT,
                     gmpy2.frexp(value.imag)[0] if value.imag != 0 else ZERO_EXPONENT)

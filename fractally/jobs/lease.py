@@ -1,9 +1,9 @@
 """Leases in the object store: who is carrying a piece of work on, renewed while they do, taken over
 when they stop.
 
-One mechanism for two uses: the assembly claim (``jobs/<id>/assemble.claim``, ``fractally.tasks``:
+One mechanism for two uses: the assembly claim (``jobs/<id>/assemble.claim``, ``fractally.jobs.tasks``:
 one assembler a job at a time) and the dispatch lease (``jobs/<id>/dispatch.lease``,
-``fractally.invoke``: the api replica whose invoker fans the job out). A lease is a small JSON object::
+``fractally.jobs.invoke``: the api replica whose invoker fans the job out). A lease is a small JSON object::
 
     {"by": "<pid>@<host>~<run>", "holder": "<token>", "at": <unix time of the last renewal>}
 
@@ -26,11 +26,11 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fractally import orphans
+from fractally.store import orphans
 from fractally.errors import KeyNotFound
 from fractally.store import ObjectStore
 
-log = logging.getLogger("fractally.lease")
+log = logging.getLogger("fractally.jobs.lease")
 
 _TYPE = "application/json"
 

@@ -22,7 +22,7 @@ neighbouring tiles colour alike (the colouring depends on ``max_iter``).
 
 Zoom 0..40 is the float64 pyramid the explorer shows: at z = 40 a pixel is 2⁻⁴⁶ wide, still well above
 the validator's float64 limit (8 ulps of coordinates below 4, i.e. 2⁻⁴⁸). Beyond it, up to
-``MAX_DEEP_ZOOM``, a tile is a deep view (``fractally.perturb``): its centre and width are exact decimal
+``MAX_DEEP_ZOOM``, a tile is a deep view (``fractally.picture.perturb``): its centre and width are exact decimal
 strings (every tile corner is a binary fraction, so a finite decimal), and the iteration rule goes on
 rising up to ``DEEP_ITER_CAP`` (256² pixels × 30,000 is within the synchronous work limit). Each deep
 tile has its own reference orbit (its centre), so neighbouring deep tiles agree with exact counts, not
@@ -35,13 +35,13 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal, localcontext
 
-from fractally.codec import decode_tile, encode_png
-from fractally.decimals import canonical
-from fractally.colour import colourize
+from fractally.picture.codec import decode_tile, encode_png
+from fractally.picture.decimals import canonical
+from fractally.picture.colour import colourize
 from fractally.errors import KeyNotFound, NotFound, SpecError
-from fractally.spec import FRACTALS, RenderSpec, parse_spec, spec_from_query
+from fractally.picture.spec import FRACTALS, RenderSpec, parse_spec, spec_from_query
 from fractally.store import ObjectStore
-from fractally.tasks import render_tile
+from fractally.jobs.tasks import render_tile
 
 TILE_PIXELS = 256
 EXTENT = 4.0  # width (and height) of tile 0/0/0 in complex units

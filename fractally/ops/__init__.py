@@ -1,0 +1,1 @@
+"""Running the service: the local stack, Kubernetes deployment, image checks."""
