@@ -52,7 +52,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, bar_panel, cpu_seconds, free_port, plot_axes, save_plot  # noqa: E402
+from bench.common import ROOT, bar_panel, cpu_seconds, plot_axes, save_plot  # noqa: E402
+from fractally.ops.stack import free_port  # noqa: E402
 from fractally import jobs  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import requests
+
+from fractally.ops.serving import running_server, serve_command
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The server process behind each base URL that ``embedded_service`` yielded (for ``cpu_seconds``).
@@ -32,46 +32,16 @@ def malloc_like_our_processes() -> None:
     keep_freed_memory()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def embedded_service(store_dir: str | Path, extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """``fractally serve`` on a free loopback port; yields its base URL and stops it afterwards."""
-    port = free_port()
-    env = {**os.environ, "FRACTALLY_STORE_URL": str(store_dir), **(extra_env or {})}
-    proc = subprocess.Popen([sys.executable, "-m", "fractally.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    SERVERS[base] = proc
-    try:
-        wait_healthy(base, proc)
-        yield base
-    finally:
-        SERVERS.pop(base, None)
-        proc.terminate()
+    """``fractally serve`` on 127.0.0.1 (``fractally.ops.serving``, as the tests start it); yields its base URL."""
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as workdir, \
+            running_server(Path(workdir), serve_command(), env=extra_env, store_root=Path(store_dir)) as server:
+        SERVERS[server.url] = server.proc
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def wait_healthy(base: str, proc: subprocess.Popen | None = None, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{base} did not become healthy in {timeout} s")
+            yield server.url
+        finally:
+            SERVERS.pop(server.url, None)
 
 
 def run_job(base: str, spec: dict, poll: float = 0.02, timeout: float = 900.0) -> dict:
