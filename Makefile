@@ -37,7 +37,7 @@ images: install
 lock: install
 	$(PY) docker/lock.py
 
-# Debian's Chromium for tests/test_browser.py, installed only when missing (needs root; without it the
+# Debian's Chromium for tests/web/test_browser.py, installed only when missing (needs root; without it the
 # browser tests skip and say why). Playwright's own browser download is never used.
 chromium:
 	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium) || \
@@ -45,13 +45,13 @@ chromium:
 
 # The whole suite, then the kernels' Python source once more with the JIT off.
 test: install chromium
-	docker/images.sh --if-possible  # the container tests use them (tests/test_containers.py)
+	docker/images.sh --if-possible  # the container tests use them (tests/ops/test_containers.py)
 	$(PY) -m fractally.picture.warmup  # compile the kernels once into $(NUMBA_CACHE_DIR); the test processes load them
 	$(PY) -m pytest -n 2 --dist loadscope -q
 	$(MAKE) --no-print-directory test-nojit
 
 test-nojit: install
-	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/test_kernel.py tests/test_tiling.py \
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest -q tests/picture/test_kernel.py tests/picture/test_tiling.py \
 		-k "classic or window or seams or never_escapes or outside_radius"
 
 bench: install

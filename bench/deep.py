@@ -4,7 +4,7 @@
     .venv/bin/python bench/deep.py --only agreement --samples 400
 
 * agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating API.md's rule on
-  sampled pixels (``tests/reference.py``), at each depth, for views with detail at every depth
+  sampled pixels (``tests/support/reference.py``), at each depth, for views with detail at every depth
   (beside the Misiurewicz point c = i; at a repelling point of the julia set of -0.8+0.156i) and
   beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside);
 * speed: ``fractally render`` (the CLI, all cores) on a deep view against a float64 view of about
@@ -37,7 +37,7 @@ from fractally.picture import orbit  # noqa: E402
 from fractally.picture.skip import skip_for  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
-from tests.reference import exact_deep_count, minibrot_nucleus  # noqa: E402
+from tests.support.reference import exact_deep_count, minibrot_nucleus  # noqa: E402
 
 DEPTHS = ("1e-20", "1e-50", "1e-100", "1e-300", "1e-400")
 
@@ -66,7 +66,7 @@ MINIBROT_START = ("3.1e-302", "1." + "0" * 301 + "7")  # beside c = i, at the de
 
 def minibrot_view() -> tuple[dict, int, float, list[str]]:
     """A view of the minibrot nearest ``MINIBROT_START`` and its surroundings: (view, period, log10 size,
-    nucleus). The nucleus by ``tests.reference.minibrot_nucleus``; the view is 8 times its size, centred on it."""
+    nucleus). The nucleus by ``tests.support.reference.minibrot_nucleus``; the view is 8 times its size, centred on it."""
     re_, im_, period, log_size = minibrot_nucleus(MINIBROT_START, 2_600)
     scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
     return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}, period, log_size, [re_, im_]

@@ -270,7 +270,7 @@ def distributed(path: str, s3: S3Server, logs: Path, workers: int, env: dict[str
                    log_dir=logs / path) as stack:
             yield stack.urls.api
         return
-    from tests.conftest_queue import nats_server_binary
+    from tests.support.queue import nats_server_binary
 
     port = free_port()
     nats = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),
@@ -334,7 +334,7 @@ def publish(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     from fractally.jobs.queue import QueueInvoker
     from fractally.picture.spec import parse_spec
     from fractally.store.local import LocalStore
-    from tests.conftest_queue import nats_server_binary
+    from tests.support.queue import nats_server_binary
 
     port = free_port()
     nats = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port),

@@ -1,42 +1,36 @@
-"""Fixtures every test module may use; the larger families live in the plugins listed below."""
+"""Fixtures the tests of several folders use, and the CI rule on skips. A folder's own fixtures are in its
+conftest.py; helpers that are not fixtures are in tests/support/."""
 
 from __future__ import annotations
 
-import gc
-import http.server
-import io
-import json
+import contextlib
+import logging
 import os
 import subprocess
 import sys
-import threading
-import time
+import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from fractally import jobs
+from fractally.config import Settings
 from fractally.jobs import tasks
-from fractally.store import fileio
 from fractally.jobs.invoke import InProcessInvoker
 from fractally.picture.spec import parse_spec
-from fractally.store import LocalStore
-from fractally.store.base import DEFAULT_CONTENT_TYPE
 from fractally.picture.tiling import tile_count
-
-pytest_plugins = ["tests.conftest_store", "tests.conftest_api", "tests.conftest_e2e", "tests.conftest_queue",
-                  "tests.conftest_containers",
-                  "tests.conftest_replicas",
-                  "tests.conftest_browser"]
+from fractally.store import LocalStore, ObjectStore, open_store
+from tests.support.functions import FunctionStub
+from tests.support.store import S3_TEST_CREDENTIALS, S3_TEST_REGION, GatedStore
 
 #: The only tests that may skip when ``CI=true``: test id -> why skipping there is right. Any other
 #: skip fails a CI run (``pytest_sessionfinish``): CI installs everything the suite needs (Chromium,
 #: Docker, nats-server, moto), so a skip there means a check silently did not run.
 CI_SKIP_ALLOWED: dict[str, str] = {
-    "tests/test_kernel.py::test_no_fused_multiply_add_in_the_machine_code":
+    "tests/picture/test_kernel.py::test_no_fused_multiply_add_in_the_machine_code":
         "under NUMBA_DISABLE_JIT=1 (make test-nojit) there is no machine code to read; make test runs it compiled",
 }
 
@@ -79,33 +73,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in skipped:
             terminalreporter.line(line, red=True)
 
-#: ``small_write_pieces``' piece size: small enough that every test image spans many pieces.
-SMALL_PIECE = 1000
-
-
-@pytest.fixture
-def small_write_pieces(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Large writes cut into ``SMALL_PIECE``-byte pieces (``fractally.store.fileio``), and the size of every
-    ``os.write`` and ``os.pwrite`` that ``fileio`` makes, recorded (the bytes still go to the file)."""
-    monkeypatch.setattr(fileio, "WRITE_PIECE", SMALL_PIECE)
-    sizes: list[int] = []
-
-    def recorded(call):
-        def write(fd, data, *offset):
-            sizes.append(len(memoryview(data).cast("B")))
-            return call(fd, data, *offset)
-        return write
-
-    monkeypatch.setattr(fileio, "os", SimpleNamespace(write=recorded(os.write), pwrite=recorded(os.pwrite)))
-    return sizes
-
-
-@pytest.fixture
-def unfrozen_gc() -> Iterator[None]:
-    """Undo ``gc.freeze()`` after the test, so the rest of the session collects as usual."""
-    yield
-    gc.unfreeze()
-
 
 @pytest.fixture
 def dead_pid() -> int:
@@ -130,20 +97,6 @@ def ready_job(local_store: LocalStore) -> jobs.Job:
     return job
 
 
-class GatedStore(LocalStore):
-    """A local-folder store whose tile writes wait until ``gate`` is set: a job held mid-render for as
-    long as a test needs, without timing anything."""
-
-    def __init__(self, root) -> None:
-        super().__init__(root)
-        self.gate = threading.Event()
-
-    def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
-        if key.startswith("tiles/"):
-            self.gate.wait(60)
-        super().put(key, data, content_type)
-
-
 @pytest.fixture
 def held_job(tmp_path) -> Iterator[SimpleNamespace]:
     """An in-process invoker running a small job whose tiles cannot be stored until ``gate.set()``:
@@ -157,40 +110,6 @@ def held_job(tmp_path) -> Iterator[SimpleNamespace]:
     finally:
         store.gate.set()
         invoker.close()
-
-
-class FunctionStub(http.server.ThreadingHTTPServer):
-    """A function on a loopback port that answers every POST with ``status`` and the JSON ``body`` after
-    ``delay`` seconds, and counts the calls: what the HTTP invoker's tests call instead of render_tile."""
-
-    def __init__(self, status: int = 200, body: dict | None = None, delay: float = 0.0) -> None:
-        self.calls = 0
-        stub = self
-        answer = json.dumps({"status": "done"} if body is None else body).encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                self.rfile.read(int(self.headers["Content-Length"]))
-                stub.calls += 1
-                time.sleep(delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(answer)))
-                    self.end_headers()
-                    self.wfile.write(answer)
-                except OSError:  # the caller gave up and hung up
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
 
 
 @pytest.fixture
@@ -208,76 +127,98 @@ def function_stub() -> Iterator[Callable[..., FunctionStub]]:
         stub.server_close()
 
 
-@dataclass
-class ServedFunctions:
-    """render_tile and assemble served over loopback HTTP by threads of this process, on one local store,
-    with every request body they were sent, in order (for the HTTP invoker's tests)."""
+@pytest.fixture
+def api_make_app(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """``make(**settings) -> Flask``: a fresh app over ``tmp_path/store-N``; services closed afterwards."""
+    from functions.api.app import create_app
 
-    render_tile: str
-    assemble: str
-    store: LocalStore
-    calls: dict[str, list[dict]]
+    apps = []
+
+    def make(service: Any = None, **changes: Any) -> Any:
+        if service is None:
+            settings = Settings(store_url=str(tmp_path / f"store-{len(apps)}"), workers=2).with_(**changes)
+            app = create_app(settings)
+        else:
+            app = create_app(service=service)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["fractally"].service.close()
 
 
 @pytest.fixture
-def served_functions(tmp_path) -> Iterator[ServedFunctions]:
-    from werkzeug.serving import make_server
+def api_app(api_make_app: Callable[..., Any]) -> Any:
+    return api_make_app()
 
-    from fractally.config import Settings
-    from functions.assemble.app import create_app as create_assemble
-    from functions.render_tile.app import create_app as create_render_tile
 
-    settings = Settings(store_url=str(tmp_path / "store"))
-    calls: dict[str, list[dict]] = {"render_tile": [], "assemble": []}
-    servers = []
-    for name, create in (("render_tile", create_render_tile), ("assemble", create_assemble)):
-        app = create(settings)
+@pytest.fixture
+def api_client(api_app: Any) -> Any:
+    return api_app.test_client()
 
-        def recorded(environ, start_response, app=app, seen=calls[name]):
-            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-            seen.append(json.loads(body))
-            environ["wsgi.input"] = io.BytesIO(body)
-            return app(environ, start_response)
 
-        server = make_server("127.0.0.1", 0, recorded, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
+@pytest.fixture
+def api_store(api_app: Any) -> ObjectStore:
+    return api_app.extensions["fractally"].service.store
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """Endpoint URL of an S3-compatible server (moto) listening on 127.0.0.1 for the session."""
+    server_module = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
     try:
-        yield ServedFunctions(*(f"http://127.0.0.1:{s.server_port}/" for s in servers),
-                              LocalStore(settings.store_url), calls)
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
     finally:
-        for server in servers:
-            server.shutdown()
+        server.stop()
 
 
-# --- deep views: an independent exact reference (mpmath, not the gmpy2 the service uses) ---
-
-@pytest.fixture(scope="session")
-def exact_count() -> Callable[..., int]:
-    """``exact_count(spec, i, j)``: a deep view's pixel counted in mpmath (``tests.reference.exact_deep_count``)."""
-    from tests.reference import exact_deep_count
-
-    return exact_deep_count
-
-
-@pytest.fixture(scope="session")
-def julia_repelling_point() -> tuple[str, str]:
-    """-β for c = -0.8+0.156i, β = (1 + √(1-4c))/2 its repelling fixed point: a point of the Julia set
-    (so every depth around it has detail), to 1,050 digits."""
-    import mpmath
-
-    with mpmath.workdps(1_100):
-        beta = (1 + mpmath.sqrt(1 - 4 * mpmath.mpc("-0.8", "0.156"))) / 2
-        return (mpmath.nstr(-beta.real, 1_050, min_fixed=-2, max_fixed=2),
-                mpmath.nstr(-beta.imag, 1_050, min_fixed=-2, max_fixed=2))
+@pytest.fixture
+def aws_isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the SDK away from the developer's ~/.aws, AWS_* variables and instance metadata."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-@pytest.fixture(scope="session")
-def deep_minibrot() -> dict:
-    """A view of a period-797 minibrot 3e-599 wide beside c = i and its surroundings (counts 7,800 to
-    10,000, about a tenth inside): where orbits pass within 1e-599 of 0 every period."""
-    from tests.reference import minibrot_nucleus
+@pytest.fixture
+def s3_store_factory(s3_server: str, aws_isolated: None) -> Iterator[Callable[..., Any]]:
+    """``make(prefix="t", **kwargs) -> S3Store`` on a new, empty bucket; emptied afterwards."""
+    made = []
 
-    re_, im_, period, log_size = minibrot_nucleus(("3.1e-302", "1." + "0" * 301 + "7"), 2_600)
-    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"  # 8 times its size
-    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale, "period": period}
+    def make(prefix: str = "t", **kwargs: Any) -> Any:
+        bucket = f"test-{uuid.uuid4().hex[:16]}"
+        store = open_store(
+            f"s3://{bucket}/{prefix}",
+            endpoint_url=s3_server,
+            region=S3_TEST_REGION,
+            **{**S3_TEST_CREDENTIALS, **kwargs},
+        )
+        store.create_bucket()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:  # free the server's memory; the server outlives the test
+        with contextlib.suppress(Exception):
+            client = store.client
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket):
+                for obj in page.get("Contents", ()):
+                    client.delete_object(Bucket=store.bucket, Key=obj["Key"])
+            client.delete_bucket(Bucket=store.bucket)
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> ObjectStore:
+    """The same conformance tests run against a local folder and against S3 over HTTP."""
+    if request.param == "local":
+        return open_store((tmp_path / "store").as_uri())
+    return request.getfixturevalue("s3_store_factory")()

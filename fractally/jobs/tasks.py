@@ -22,7 +22,7 @@ import numpy as np
 from fractally import jobs
 from fractally.jobs import lease, packs, pieces
 from fractally.store import orphans
-from fractally.picture.codec import decode_tile, encode_tile
+from fractally.picture.codec import encode_tile
 from fractally.picture.compose import CONTENT_TYPES, Band, Part, write_image
 from fractally.errors import BadRequest, SpecError
 from fractally.picture.spec import RenderSpec, parse_spec

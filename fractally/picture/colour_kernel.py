@@ -6,7 +6,7 @@ why); this module only makes it cheap. A numpy version walks the image ten times
 CPU than the escape-time kernel on light views; this loop reads each count and
 smooth value once and writes three bytes. Every step is a float32 operation in the
 order numpy performs it (no fastmath, so no reassociation or FMA), so the colours
-are the same bits as the numpy formulation, which ``tests/test_colour.py`` keeps
+are the same bits as the numpy formulation, which ``tests/picture/test_colour.py`` keeps
 as the reference.
 
 Two passes a row: the first turns each pixel into its table index (straight-line float32

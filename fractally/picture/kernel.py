@@ -9,7 +9,7 @@ The arithmetic is API.md's exact rule, evaluated as written, in IEEE float64:
 
 No ``fastmath`` and no FMA contraction (numba emits no ``contract`` flags unless
 fastmath is on, and LLVM never fuses without them), so every machine, tile size and
-CPU gives the same bits. ``tests/test_kernel.py`` checks the counts against an
+CPU gives the same bits. ``tests/picture/test_kernel.py`` checks the counts against an
 independent numpy reference and the machine code for the absence of FMA.
 
 How the kernel is fast (read this first)
@@ -58,7 +58,7 @@ costs more than the idle lanes save); three, four, six or eight vectors in fligh
 (four hides the latency on AVX2 but not with AVX-512's masked adds; five is best
 or level-best on both); blocks of 6, 12 or 16 steps; an integer count (on AVX2
 LLVM narrows it to 32 bits and repacks it every step). The SLP vectoriser is a
-heuristic, so ``tests/test_kernel.py`` checks the machine code for packed
+heuristic, so ``tests/picture/test_kernel.py`` checks the machine code for packed
 multiplies as well as for the absence of FMA.
 
 The float32 opt-in (``escape_time_float32``, a spec's ``precision: "float32"``)

@@ -28,7 +28,7 @@ the plain one; the aligned sum is for entries near 0 (every period, inside a dee
 rounds correctly), the pixel offset from the whole image's index (API.md's formula, centre
 omitted), a fixed operation order, no fastmath, no FMA: every machine and every tiling gives the
 same counts. They are not the exact-arithmetic counts of the decimal coordinates: they agree on
-nearly every pixel (docs/BENCHMARKS.md, "Deep views"; tests/test_deep.py checks against mpmath).
+nearly every pixel (docs/BENCHMARKS.md, "Deep views"; tests/picture/test_deep.py checks against mpmath).
 """
 
 from __future__ import annotations

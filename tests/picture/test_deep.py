@@ -1,0 +1,276 @@
+"""Deep views: coordinates of any precision, and perturbation against exact arbitrary-precision counts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from fractally.picture.decimals import canonical
+from fractally.errors import SpecError
+from fractally.picture.spec import MAX_DEEP_ITER, parse_spec, spec_from_query
+
+JULIA = {"c": [-0.8, 0.156]}
+DEEP_CENTER = ["-0.7436438870371587047521915061147797782152", "0.1318259042053119704947553125324"]
+
+
+# --- coordinates of any precision ---
+
+@pytest.mark.parametrize("text,expected", [
+    ("0", "0"), ("-0.000", "0"), ("+12.50", "12.5"), ("1e3", "1000"), ("4E-17", "4e-17"), ("0.0000001", "1e-7"),
+    ("0.000000123", "1.23e-7"), ("-0.74364388703715870475", "-0.74364388703715870475"), (".5", "0.5"),
+    ("1.5e-300", "1.5e-300"), ("100000000000000000000000", "1e23"),
+])
+def test_canonical_text_is_one_per_value(text, expected):
+    assert canonical(Decimal(text)) == expected
+
+
+def test_float64_views_keep_their_hashes_whether_given_as_numbers_or_text():
+    number = parse_spec(JULIA)
+    text = parse_spec({"c": ["-0.8", "0.156"], "scale": "3.2", "center": ["0", "-0.0"]})
+    assert number == text
+    assert text.content_hash() == "789df88d8bf8930a044def761f7803f3"  # the hash of before deep views existed
+    assert text.deep is None and "scale" in text.normalized() and text.normalized()["scale"] == 3.2
+
+
+def test_a_view_below_float64_is_deep_and_keeps_its_digits():
+    spec = parse_spec({"fractal": "mandelbrot", "center": DEEP_CENTER, "scale": "4.00E-30", "max_iter": 1000})
+    assert spec.deep is not None
+    norm = spec.normalized()
+    assert norm["center"] == DEEP_CENTER and norm["scale"] == "4e-30"
+    assert parse_spec(norm) == spec
+    same = parse_spec({"fractal": "mandelbrot", "center": [DEEP_CENTER[0] + "000", DEEP_CENTER[1]], "scale": 4e-30,
+                       "max_iter": 1000})
+    assert same.content_hash() == spec.content_hash()  # trailing zeros and 4e-30 as a number: the same view
+    other = parse_spec({"fractal": "mandelbrot", "center": [DEEP_CENTER[0] + "1", DEEP_CENTER[1]], "scale": "4e-30",
+                        "max_iter": 1000})
+    assert other.content_hash() != spec.content_hash()  # a digit beyond float64 is another picture
+
+
+def test_deep_julia_keeps_c_exactly():
+    c = ["-0.74543000000000000000000000001", "0.11301"]
+    spec = parse_spec({"c": c, "center": ["0.1", "0.2"], "scale": "1e-40", "max_iter": 500})
+    assert spec.deep.c == tuple(c) and spec.normalized()["c"] == c
+
+
+@pytest.mark.parametrize("body,field,words", [
+    ({"scale": "1e-1001"}, "scale", "at least 1e-1000"),
+    ({"scale": "1e-20", "max_iter": MAX_DEEP_ITER + 1}, "max_iter", f"at most {MAX_DEEP_ITER}"),
+    ({"scale": "1e-20", "precision": "float32"}, "precision", "not available for a deep view"),
+    ({"scale": "0.00"}, "scale", "greater than 0"),
+    ({"scale": "1e-20x"}, "scale", "decimal number"),
+    ({"scale": "nan"}, "scale", "decimal number"),
+    ({"scale": "1_0"}, "scale", "decimal number"),
+    ({"scale": ["1e-20"]}, "scale", "number or a decimal string"),
+    ({"center": ["1" * 1200, "0"], "scale": "1e-20"}, "center", "significant digits"),
+    ({"center": ["0." + "1" * 1101, "0"], "scale": "1e-20"}, "center", "significant digits"),
+    ({"center": ["2e6", "0"], "scale": "1e-20"}, "center", "within"),
+    ({"c": ["0.1", "1e999999999"], "scale": "1e-20"}, "c", "decimal number"),
+])
+def test_bad_deep_inputs_name_the_field(body, field, words):
+    with pytest.raises(SpecError) as err:
+        parse_spec({"c": [0.1, 0.2], **body})
+    assert err.value.field == field and err.value.status == 422
+    assert words in err.value.message
+
+
+def test_query_and_cli_keep_every_digit():
+    from fractally.cli import build_parser, spec_from_args
+
+    query = parse_spec(spec_from_query({"fractal": "mandelbrot", "center": ",".join(DEEP_CENTER), "scale": "4e-30",
+                                        "max_iter": "1000"}), sync=True)
+    args = build_parser().parse_args(["render", "--fractal", "mandelbrot", f"--center={','.join(DEEP_CENTER)}",
+                                      "--scale", "4e-30", "--max-iter", "1000", "-o", "x.png"])
+    cli = parse_spec(spec_from_args(args, "png"))
+    assert query.deep.center == cli.deep.center == tuple(DEEP_CENTER)
+    assert query.pixels_hash() == cli.pixels_hash()
+
+
+# --- perturbation against exact arbitrary-precision counts ---
+
+DEPTHS = ("1e-20", "1e-50", "1e-100", "1e-300", "1e-400")
+W, H = 40, 30
+
+
+def _view(fractal: str, depth: str, julia_point: tuple[str, str]) -> dict:
+    """A view at ``depth`` with detail at every depth: beside the Misiurewicz point c = i (mandelbrot,
+    and the julia set of c = i at z = i), or at a repelling point of the julia set of -0.8+0.156i."""
+    exponent = int(depth.split("e-")[1])
+    nudge = f"3.1e-{exponent + 2}"  # off the exact point, by a few pixels
+    if fractal == "mandelbrot":
+        return {"fractal": "mandelbrot", "center": [nudge, f"1.{'0' * (exponent + 1)}7"], "scale": depth}
+    if fractal == "julia-i":
+        return {"fractal": "julia", "c": ["0", "1"], "center": [nudge, "1"], "scale": depth}
+    return {"fractal": "julia", "c": ["-0.8", "0.156"], "center": list(julia_point), "scale": depth}
+
+
+@pytest.mark.parametrize("fractal", ["mandelbrot", "julia-i", "julia"])
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling_point, exact_count):
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    spec = parse_spec({**_view(fractal, depth, julia_repelling_point), "width": W, "height": H,
+                       "max_iter": 5000, "tile_size": 64})
+    assert spec.deep is not None
+    counts, smooth = render_tile_arrays(spec, tile(spec, 0))
+    rng = np.random.default_rng(int(depth.split("e-")[1]))
+    pixels = [(int(rng.integers(H)), int(rng.integers(W))) for _ in range(16)]
+    exact = [exact_count(spec, i, j) for i, j in pixels]
+    agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
+    assert agree >= 15, (list(zip(pixels, exact)), [int(counts[i, j]) for i, j in pixels])
+    assert len(set(exact)) > 1  # a view with detail, not a flat field
+    assert np.all(np.isfinite(smooth)) and np.all(smooth >= 0)
+
+
+@pytest.mark.parametrize("fractal", ["mandelbrot", "julia"])
+@pytest.mark.parametrize("depth", ["1e-30", "1e-400"])
+def test_deep_tiles_join_without_seams(fractal, depth, julia_repelling_point):
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile, tile_count
+
+    view = {**_view(fractal, depth, julia_repelling_point), "width": 48, "height": 40, "max_iter": 3000}
+    whole_spec = parse_spec({**view, "tile_size": 64})
+    tiled_spec = parse_spec({**view, "tile_size": 16})
+    whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
+    counts = np.zeros((40, 48), np.uint32)
+    smooth = np.zeros((40, 48), np.float32)
+    for index in range(tile_count(tiled_spec)):
+        t = tile(tiled_spec, index)
+        c, s = render_tile_arrays(tiled_spec, t)
+        counts[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = c
+        smooth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = s
+    assert counts.tobytes() == whole[0].tobytes() and smooth.tobytes() == whole[1].tobytes()
+
+
+def test_the_orbit_is_the_same_bytes_wherever_it_is_computed():
+    from fractally.picture import orbit
+
+    spec = parse_spec({**_view("julia", "1e-300", ("0.1", "0.2")), "c": ["-0.8", "0.156"], "max_iter": 2000})
+    primary, critical = orbit.inputs_for(spec)
+    assert orbit.compute(primary).to_bytes() == orbit.compute(primary).to_bytes()
+    assert primary.key() != critical.key() and critical.start == ("0", "0")
+    again = orbit.Orbit.from_bytes(orbit.compute(critical).to_bytes())
+    assert again.to_bytes() == orbit.compute(critical).to_bytes()
+
+
+# --- through the service: one orbit per job, in the store; the API's answers ---
+
+DEEP_JOB = {"fractal": "mandelbrot", "center": ["3.1e-42", "1.00000000000000000000000000000000000000007"],
+            "scale": "1e-40", "width": 48, "height": 32, "max_iter": 2000, "tile_size": 16, "format": "msgpack"}
+
+
+def test_a_deep_job_computes_its_orbit_once_into_the_store(api_client, api_store, monkeypatch):
+    from fractally.picture import orbit
+    from fractally.picture.codec import decode_msgpack
+    from fractally.picture.tiling import render_tile_arrays, tile
+    from tests.support.api import wait_until_done
+
+    computed = []
+    real = orbit.compute
+    monkeypatch.setattr(orbit, "compute", lambda inputs: computed.append(inputs) or real(inputs))
+    orbit._cache.clear()
+    response = api_client.post("/v1/renders", json=DEEP_JOB)
+    assert response.status_code == 202, response.json
+    body = wait_until_done(lambda i: api_client.get(f"/v1/renders/{i}").json, response.json["id"])
+    assert body["status"] == "done" and body["spec"]["center"] == DEEP_JOB["center"]
+    assert len(computed) == 1  # one reference for the job's six tiles
+    assert [k for k in api_store.list("orbits/")] == [orbit.inputs_for(parse_spec(DEEP_JOB))[0].key()]
+    counts = decode_msgpack(api_client.get(f"/v1/renders/{body['id']}/result").data).counts
+    spec = parse_spec({**DEEP_JOB, "tile_size": 64})
+    assert counts.tobytes() == render_tile_arrays(spec, tile(spec, 0))[0].tobytes()  # same bits as one tile
+
+
+def test_sync_render_of_a_deep_view(api_client):
+    from fractally.picture.codec import decode_msgpack
+
+    query = "&".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in DEEP_JOB.items()
+                     if k not in ("tile_size", "format"))
+    response = api_client.get(f"/v1/render.msgpack?{query}")
+    assert response.status_code == 200, response.json
+    result = decode_msgpack(response.data)
+    assert result.spec["scale"] == "1e-40" and len(set(result.counts.ravel().tolist())) > 5
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"scale": "1e-2000"}, "scale"), ({"max_iter": MAX_DEEP_ITER + 1}, "max_iter"),
+    ({"precision": "float32"}, "precision"), ({"center": ["0.1.2", "0"]}, "center"),
+])
+def test_bad_deep_requests_get_a_422_naming_the_field(api_client, api_store, change, field):
+    response = api_client.post("/v1/renders", json={**DEEP_JOB, **change})
+    assert response.status_code == 422
+    assert response.json["error"]["field"] == field
+    assert api_store.list("") == []
+
+
+def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
+    """Same bits everywhere needs no FMA in the perturbation loop either: compile afresh, read the assembly."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
+    script = (
+        "from fractally.picture.spec import parse_spec\n"
+        "from fractally.picture.tiling import render_tile_arrays, tile\n"
+        "from fractally.picture import perturb as p\n"
+        "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
+        "render_tile_arrays(s, tile(s, 0))\n"
+        "for name in ('escape_time_deep', '_pixel'):\n"
+        "    for sig, asm in getattr(p, name).inspect_asm().items():\n"
+        "        print('#### ' + name); print(asm)\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
+    fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
+    assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
+
+
+def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exact_count):
+    """Orbits that pass within 1e-599 of 0 every period: the extended-exponent steps must keep δc."""
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    view = {k: v for k, v in deep_minibrot.items() if k != "period"}
+    spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
+    counts, _ = render_tile_arrays(spec, tile(spec, 0))
+    assert deep_minibrot["period"] == 797 and 1000 < np.median(counts)
+    pixels = [(0, 0), (3, 29), (12, 16), (20, 5), (23, 31), (8, 9), (17, 22), (6, 14)]
+    exact = [exact_count(spec, i, j) for i, j in pixels]
+    agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
+    assert agree >= 7, (exact, [int(counts[i, j]) for i, j in pixels])
+    assert len(set(exact)) > 3
+
+
+@pytest.mark.parametrize("view", [
+    {"fractal": "mandelbrot", "center": ["3.1e-102", "1"], "scale": "1e-100"},
+    {"fractal": "julia", "c": ["0", "1"], "center": ["3.1e-42", "1"], "scale": "1e-40"},
+])
+def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
+    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
+    import numpy as np
+
+    from fractally.picture import orbit, perturb
+    from fractally.picture.skip import skip_for
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
+    counts, _ = render_tile_arrays(spec, tile(spec, 0))
+    ref, crit = orbit.orbits_for(spec)
+    skip = skip_for(spec, ref)
+    arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
+    one = np.empty_like(counts)
+    for i in range(spec.height):
+        for j in range(spec.width):
+            ox = ((j + 0.5 - spec.width / 2) * spec.scale) / spec.width
+            oy = -(((i + 0.5 - spec.height / 2) * spec.scale) / spec.width)
+            one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
+                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke)[0]
+    assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
