@@ -27,61 +27,42 @@ import time
 
 BUCKET = "bench-bucket"
 
-CHILD = {
-    "boto3": """
-import sys, time, json
-t0 = time.perf_counter()
-import boto3
-from botocore.config import Config
-t1 = time.perf_counter()
-client = boto3.client(
-    "s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-    aws_access_key_id="bench", aws_secret_access_key="bench-secret",
-    config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                  connect_timeout=5, read_timeout=60,
-                  retries={"mode": "standard", "max_attempts": 3}),
-)
-t2 = time.perf_counter()
-client.put_object(Bucket=sys.argv[2], Key="cold/boto3", Body=b"x" * 1024)
-assert client.get_object(Bucket=sys.argv[2], Key="cold/boto3")["Body"].read() == b"x" * 1024
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}))
-""",
-    "botocore": """
-import sys, time, json
-t0 = time.perf_counter()
-import botocore.session
-from botocore.config import Config
-t1 = time.perf_counter()
-client = botocore.session.Session().create_client(
-    "s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-    aws_access_key_id="bench", aws_secret_access_key="bench-secret",
-    config=Config(signature_version="s3v4", s3={"addressing_style": "path"},
-                  connect_timeout=5, read_timeout=60,
-                  retries={"mode": "standard", "max_attempts": 3}),
-)
-t2 = time.perf_counter()
-client.put_object(Bucket=sys.argv[2], Key="cold/botocore", Body=b"x" * 1024)
-assert client.get_object(Bucket=sys.argv[2], Key="cold/botocore")["Body"].read() == b"x" * 1024
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}))
-""",
-    "minio": """
+#: Each child times the three phases of one SDK the same way: (import, client, first PUT then GET).
+TIMED = """
 import sys, time, json, io
 t0 = time.perf_counter()
-import minio
+{imports}
 t1 = time.perf_counter()
-host = sys.argv[1].split("://", 1)[1]
-client = minio.Minio(host, access_key="bench", secret_key="bench-secret",
-                     secure=False, region="us-east-1")
+{client}
 t2 = time.perf_counter()
-client.put_object(sys.argv[2], "cold/minio", io.BytesIO(b"x" * 1024), 1024)
+{requests}
+t3 = time.perf_counter()
+print(json.dumps({{"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}}))
+"""
+CONFIG = """config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, connect_timeout=5, read_timeout=60,
+                  retries={"mode": "standard", "max_attempts": 3})"""
+BOTO_REQUESTS = """client.put_object(Bucket=sys.argv[2], Key="cold/boto", Body=b"x" * 1024)
+assert client.get_object(Bucket=sys.argv[2], Key="cold/boto")["Body"].read() == b"x" * 1024"""
+
+CHILD = {
+    "boto3": TIMED.format(
+        imports="import boto3\nfrom botocore.config import Config",
+        client=f"""client = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+    aws_access_key_id="bench", aws_secret_access_key="bench-secret", {CONFIG})""",
+        requests=BOTO_REQUESTS),
+    "botocore": TIMED.format(
+        imports="import botocore.session\nfrom botocore.config import Config",
+        client=f"""client = botocore.session.Session().create_client("s3", endpoint_url=sys.argv[1],
+    region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench-secret", {CONFIG})""",
+        requests=BOTO_REQUESTS),
+    "minio": TIMED.format(
+        imports="import minio",
+        client="""client = minio.Minio(sys.argv[1].split("://", 1)[1], access_key="bench", secret_key="bench-secret",
+    secure=False, region="us-east-1")""",
+        requests="""client.put_object(sys.argv[2], "cold/minio", io.BytesIO(b"x" * 1024), 1024)
 response = client.get_object(sys.argv[2], "cold/minio")
 assert response.read() == b"x" * 1024
-response.close(); response.release_conn()
-t3 = time.perf_counter()
-print(json.dumps({"import": t1 - t0, "client": t2 - t1, "first request": t3 - t2, "in-process total": t3 - t0}))
-""",
+response.close(); response.release_conn()"""),
     "python only": """
 import json
 print(json.dumps({}))
