@@ -1,6 +1,6 @@
 # The images of Fractal.ly, one target per function, from the repository root:
 #
-#   make images                                  # all of them, offline (docs/OPERATIONS.md)
+#   make images                                  # all of them, offline (docs/operations.md)
 #   docker build --target render-tile -t ghcr.io/fractally/render-tile:0.1.0 .   # by hand
 #
 # Plain Dockerfile syntax (no `# syntax=` line, no heredocs): the legacy builder and BuildKit both
@@ -20,7 +20,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 # numba compiles for a fixed CPU target, at build and at run time alike, so the cache baked below
 # matches every node of that target: x86-64-v3 (AVX2: Intel Haswell, AMD Zen and later). Nodes need
-# it; build with another name for other nodes (docs/OPERATIONS.md, "CPU target").
+# it; build with another name for other nodes (docs/operations.md, "CPU target").
 ARG NUMBA_CPU_NAME=x86-64-v3
 ENV NUMBA_CPU_NAME=${NUMBA_CPU_NAME} \
     NUMBA_CPU_FEATURES=""

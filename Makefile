@@ -29,7 +29,7 @@ demo: install
 	$(VENV)/bin/fractally render --c=-0.8,0.156 --width 3840 --height 2160 --max-iter 1000 -o out/julia.png
 
 # The images of stack.yml and k8s/ (and the S3 and NATS stand-ins of the container tests), built
-# offline from one Dockerfile; installs and starts Docker if it is missing (root). docs/OPERATIONS.md.
+# offline from one Dockerfile; installs and starts Docker if it is missing (root). docs/operations.md.
 images: install
 	docker/images.sh
 

@@ -7,7 +7,7 @@
  * and calls it through ctypes. The service never uses it; it is the yardstick that
  * fractally/kernel.py is measured against.
  *
- * Arithmetic is API.md's exact rule, one IEEE float64 operation per intrinsic:
+ * Arithmetic is docs/api.md's exact rule, one IEEE float64 operation per intrinsic:
  *   pixel centre  x = center_x + ((j + 0.5 - width / 2) * scale) / width   (global j)
  *                 y = center_y - ((i + 0.5 - height / 2) * scale) / width  (global i)
  *   |z|^2 = x*x + y*y,   x' = (x*x - y*y) + c.re,   y' = (2*x)*y + c.im.

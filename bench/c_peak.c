@@ -2,7 +2,7 @@
  *
  *   clock_probe(n):  n iterations of 8 dependent integer adds (1 cycle of latency each): its time
  *                    is 8n cycles, which gives the clock the core really ran at;
- *   rule_probeV(n):  n steps of API.md's rule on V independent __m256d vectors with nothing
+ *   rule_probeV(n):  n steps of docs/api.md's rule on V independent __m256d vectors with nothing
  *                    data-dependent (no branch, no freezing; counts as a masked add): per vector
  *                    and step 3 mul, 5 add/sub, 1 compare, 1 and + 1 add for the count: as close to
  *                    the rule's bare arithmetic as vector code gets, so its rate is the most lane-steps

@@ -17,7 +17,7 @@
  *       compare into a k-mask and x, y and the count take masked adds (vaddpd ymm{k}): what numba
  *       emits for _step4 on an AVX-512 target ("AVX-512's masked adds" in kernel.py's docstring).
  *
- * Arithmetic is API.md's exact rule, one IEEE float64 operation per intrinsic, no FMA
+ * Arithmetic is docs/api.md's exact rule, one IEEE float64 operation per intrinsic, no FMA
  * (-ffp-contract=off; simd.py checks the assembly):
  *   |z|^2 = x*x + y*y,   go = |z|^2 <= R^2,   x' = (x*x - y*y) + c.re,   y' = (x + x)*y + c.im,
  * and a lane whose go is false keeps its z and its count: after max_iter steps (or once all four

@@ -3,7 +3,7 @@
     .venv/bin/python bench/deep.py                # everything (a few minutes)
     .venv/bin/python bench/deep.py --only agreement --samples 400
 
-* agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating API.md's rule on
+* agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating docs/api.md's rule on
   sampled pixels (``tests/support/reference.py``), at each depth, for views with detail at every depth
   (beside the Misiurewicz point c = i; at a repelling point of the julia set of -0.8+0.156i) and
   beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside);

@@ -1,6 +1,6 @@
 """The whole stack vs the bare kernel: what the service costs on top of the pixels.
 
-A 4096x4096 job (max_iter 500 by default; docs/BENCHMARKS.md uses 1000) through the
+A 4096x4096 job (max_iter 500 by default; docs/benchmarks.md uses 1000) through the
 embedded service (HTTP submit → in-process fan-out → tiles in the local store → assemble → PNG result; done when
 the result object is in the store, confirmed over HTTP) against the bare kernel rendering the same tiles in one
 process on the same cores (a thread pool of one thread per core, no encoding, no store).

@@ -5,7 +5,7 @@ Python; tile writes (393 KB files: a 256² tile's bytes) happen either on two mo
 "writer" threads (``--writes separate``: the old invoker), in the render threads themselves
 (``merged``: the invoker now) or not at all (``none``). The main thread, at normal priority like a
 request thread, sleeps 3 ms a thousand times and reports how late it gets going again (it needs the
-GIL to return from the sleep). docs/BENCHMARKS.md, "Responsiveness", quotes it.
+GIL to return from the sleep). docs/benchmarks.md, "Responsiveness", quotes it.
 
     .venv/bin/python bench/gil_model.py [--writes separate|merged|none] [--dir /tmp]
 """

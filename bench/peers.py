@@ -32,7 +32,7 @@ Lithops runs every call in a process of its own: its default localhost backend (
 starts a fresh interpreter per call, and both versions fork a throwaway ``JobRunner`` per call that
 unpickles the function, so ``import fractally`` (numba, numpy, Pillow) is paid again by every call
 (about 0.5 s of a worker a call here). One call per tile took 426 s on the big-tile job and was
-stopped at 600 s on the tiny-tile one (docs/BENCHMARKS.md), so Lithops runs only dealt unless
+stopped at 600 s on the tiny-tile one (docs/benchmarks.md), so Lithops runs only dealt unless
 ``--lithops-per-tile`` is given. It uses the ``version: 1`` runner (``--lithops-version``; version 2,
 the default, also hung now and then on an executor's later ``map``).
 

@@ -28,7 +28,7 @@ import requests
 
 from common import embedded_service, fresh_store, percentile
 
-#: What the status poll is held to (DESIGN.md principle 6; issue 6): p99 while every core renders.
+#: What the status poll is held to (docs/architecture.md principle 6): p99 while every core renders.
 TARGET_MS = 10.0
 
 

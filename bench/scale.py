@@ -1,4 +1,4 @@
-"""The distributed path at scale: fan-out, store requests, status polls and assembly (docs/SCALE.md).
+"""The distributed path at scale: fan-out, store requests, status polls and assembly (docs/scale.md).
 
 Runs the cluster's topology on loopback (``fractally.ops.stack.Stack``: api, render_tile with N gunicorn
 workers, assemble) over an S3 test server (moto), optionally behind a proxy that makes it as far away
@@ -12,7 +12,7 @@ Every figure is read off real processes: store requests from the S3 server's req
     .venv/bin/python bench/scale.py assembly --max-side 32768      # assembly time and memory up to 1 gigapixel
     .venv/bin/python bench/scale.py all --plot docs/scale.png --json bench/scale.json
 
-Each part prints a table; ``--json`` keeps the figures for the model in docs/SCALE.md.
+Each part prints a table; ``--json`` keeps the figures for the model in docs/scale.md.
 """
 
 from __future__ import annotations

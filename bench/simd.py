@@ -32,7 +32,7 @@ all of them alike; compare the ratios, not the absolute numbers.
 
 The C files are compiled here, into a temporary folder, with
 ``gcc -O3 -march=native -ffp-contract=off -fopenmp`` (no FMA, no fast-math: the same bits);
-their assembly is checked for FMA (API.md forbids it) and their counts must equal ours bit
+their assembly is checked for FMA (docs/api.md forbids it) and their counts must equal ours bit
 for bit.
 
 ``--target avx2`` makes both compilers target the AVX2 level x86-64-v3 (numba:
@@ -92,7 +92,7 @@ def parse_args() -> argparse.Namespace:
 
 def build_c(workdir: Path, march: str, name: str, symbol: str | None = None, openmp: bool = True):
     """Compile bench/``name`` into ``workdir`` with the references' flags and check its assembly for
-    FMA (API.md forbids it) and 256-bit multiplies; return the library and, if ``symbol`` is given,
+    FMA (docs/api.md forbids it) and 256-bit multiplies; return the library and, if ``symbol`` is given,
     that escape-time function, typed for ctypes."""
     if shutil.which("gcc") is None:
         sys.exit("bench/simd.py needs gcc to build the C references (apt-get install gcc)")
@@ -170,7 +170,7 @@ def new_output(folder: Path, fmt: str) -> Path:
     Rendering over the previous run's file would time this VM's file system too: on ext4 an
     atomic replace (rename over an existing file, as ``fractally render`` does) makes the kernel
     allocate and start writing the new file's blocks at once (``auto_da_alloc``) and free the old
-    file, 30-40 ms of wall time for the 66 MB msgpack image (docs/BENCHMARKS.md, "Kernel").
+    file, 30-40 ms of wall time for the 66 MB msgpack image (docs/benchmarks.md, "Kernel").
     """
     _written.append(folder / f"out-{next(_outputs)}.{fmt}")
     return _written[-1]

@@ -1,7 +1,7 @@
 """The ``fractally`` command: render on this machine, or run the service's processes.
 
 Each sub-command is a thin shell over the core (or the function apps); the
-options spell the spec's fields with dashes (API.md, "Command line").
+options spell the spec's fields with dashes (docs/api.md, "Command line").
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=int)
     p.add_argument("--colormap")
     p.add_argument("--precision", choices=["float64", "float32"],
-                   help="float64: API.md's exact rule (default); float32: faster, allowed where visually safe")
+                   help="float64: docs/api.md's exact rule (default); float32: faster, allowed where visually safe")
 
 
 def spec_from_args(args: argparse.Namespace, fmt: str) -> dict:
@@ -98,7 +98,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """The embedded service (API.md): the api, render_tile and assemble in one gunicorn process."""
+    """The embedded service (docs/api.md): the api, render_tile and assemble in one gunicorn process."""
     try:
         from functions.api.server import serve
     except ModuleNotFoundError as err:

@@ -1,7 +1,7 @@
 """Every error the core raises on purpose, each with the HTTP status it maps to.
 
 One table (this module) decides status codes; the web layer only turns a
-``FractallyError`` into API.md's error shape. Messages are written for the
+``FractallyError`` into docs/api.md's error shape. Messages are written for the
 person who sent the request: they name the field and say what is allowed.
 """
 

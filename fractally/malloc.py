@@ -6,7 +6,7 @@ hand such blocks back to the kernel (mmap/munmap above the mmap threshold, and
 trimming the heap top above the trim threshold), so the next tile faults the same
 memory in again: about 16,000 page faults and 0.04 s of system time per 3840x2160
 render, and a tenth of `fractally render`'s wall time for msgpack output
-(docs/BENCHMARKS.md, "Kernel"). With blocks under 4 MiB served from the heap and up to
+(docs/benchmarks.md, "Kernel"). With blocks under 4 MiB served from the heap and up to
 64 MiB of free heap kept, those faults go away; bigger buffers (bands of a large
 image) still go straight back. The cost is at most that much idle heap per malloc
 arena. Elsewhere than glibc (musl, macOS) this does nothing.

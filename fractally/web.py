@@ -1,4 +1,4 @@
-"""The small web layer every function shares: JSON bodies in, API.md's error shape out.
+"""The small web layer every function shares: JSON bodies in, docs/api.md's error shape out.
 
 The core (``fractally/``) stays free of Flask except for this module, which only
 the function apps import (Flask is the ``web`` extra). The status of each error
@@ -39,7 +39,7 @@ _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
-    """API.md's error shape; never cached (the next try may succeed)."""
+    """docs/api.md's error shape; never cached (the next try may succeed)."""
     response = jsonify({"error": {"code": code, "message": message, "field": field}})
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -62,7 +62,7 @@ def _describe(err: HTTPException) -> str:
 
 
 def handle_error(err: Exception) -> Response | HTTPException:
-    """Any exception a view raises, as API.md's error shape (the one mapping for every app).
+    """Any exception a view raises, as docs/api.md's error shape (the one mapping for every app).
 
     ``FractallyError`` keeps its status and code (fractally/errors.py is the table; 503 adds
     ``Retry-After`` so callers retry); Werkzeug's errors get the same shape; anything else

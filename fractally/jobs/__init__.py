@@ -15,7 +15,7 @@ Layout (every key built from hashes, never from user text)::
     tiles/<pixels hash>/<first>-<end>.pack   the tiles of one batch in one object (fractally/jobs/packs.py)
 
 The job id is the spec's content hash, so an identical request finds its job.
-Status is never stored: it is read off the keys above (DESIGN.md principle 1).
+Status is never stored: it is read off the keys above (docs/architecture.md principle 1).
 """
 
 from __future__ import annotations

@@ -345,7 +345,7 @@ class InProcessInvoker(Invoker):
     threads cost more than they saved: writing a tile is CPU work -- copying it into the page
     cache -- not waiting for a disk, and with two SCHED_IDLE threads a core instead of one, a
     request thread waited for the GIL behind whichever of them the core ran next; status-poll
-    p99 in docs/BENCHMARKS.md, "Responsiveness".) A job's assembly starts with its tiles and
+    p99 in docs/benchmarks.md, "Responsiveness".) A job's assembly starts with its tiles and
     takes each band as soon as its tiles are stored (``tasks.assemble(ready=...)``), with the
     arrays of the tiles rendered here handed over in memory: colouring and compressing overlap
     rendering, and nothing is read back.
@@ -356,7 +356,7 @@ class InProcessInvoker(Invoker):
     #: Nice value of the assembler thread and of the colour and deflate threads it starts (threads
     #: inherit their creator's scheduling): below the request threads, so a status poll is not kept
     #: waiting for a core by the PNG encoding, above the renderers, so a band is encoded as soon as its
-    #: tiles are in (measured in docs/BENCHMARKS.md, "Responsiveness"). Linux nice values are per thread.
+    #: tiles are in (measured in docs/benchmarks.md, "Responsiveness"). Linux nice values are per thread.
     HELPER_NICE = 10
     #: The render threads run under Linux's ``SCHED_IDLE`` policy (nice 19 where that
     #: is not available): every other thread that wakes up -- a request's, the assembler's, another
@@ -586,7 +586,7 @@ def _start_threads(pool: ThreadPoolExecutor, count: int) -> None:
 
 
 def _said(resp: Any) -> str:
-    """The function's own error message, if it answered in API.md's error shape (written for users)."""
+    """The function's own error message, if it answered in docs/api.md's error shape (written for users)."""
     try:
         message = resp.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):

@@ -1,6 +1,6 @@
 """Result and tile encodings: msgpack (raw counts and smooth values) and PNG.
 
-msgpack (API.md "The msgpack result"): one map, keys in this order::
+msgpack (docs/api.md "The msgpack result"): one map, keys in this order::
 
     version: 1, width, height, max_iter, dtype: "uint32", smooth_dtype: "float32",
     spec: {...} (only when given), counts: bin, smooth: bin
@@ -23,7 +23,7 @@ PNG: one encoder, our own small writer (``PngStreamWriter``) over ISA-L's deflat
 picture with memory bounded by a few bands; bands are compressed independently
 (``deflate_rows``, in parallel threads) and joined into one zlib stream, as pigz
 does. Measured on a 4096 x 1024 band of the default julia view (bench in
-docs/BENCHMARKS.md, "Stack overhead"): ISA-L level 2 deflates 470 MB/s of rows
+docs/benchmarks.md, "Stack overhead"): ISA-L level 2 deflates 470 MB/s of rows
 into 4.5 MB, stdlib zlib level 3 83 MB/s into 3.6 MB. So the PNGs are about a
 quarter larger and five to six times cheaper to make: zlib took more CPU than the
 escape-time kernel on light views. Filter type None throughout: colours come
@@ -91,7 +91,7 @@ _SMOOTH_DTYPE = np.dtype("<f4")
 class MsgpackResult:
     """A decoded msgpack result or tile. Arrays are (height, width) and read-only
     (views of the input bytes, no copy); ``smooth`` is None when the map has none
-    (API.md makes it optional; our encoders always write it)."""
+    (docs/api.md makes it optional; our encoders always write it)."""
 
     counts: np.ndarray
     smooth: np.ndarray | None
@@ -460,7 +460,7 @@ def filtered_rows(rows: int, width: int) -> np.ndarray:
     joining the RGB first and copying it again."""
     # Zeros (filter type None in column 0) from calloc: fresh pages come zeroed from the kernel when
     # the colouring loop first writes them, outside the GIL. np.empty and a column write faulted the
-    # whole band in while holding the GIL (10-43 ms stalls of every request, docs/BENCHMARKS.md).
+    # whole band in while holding the GIL (10-43 ms stalls of every request, docs/benchmarks.md).
     return np.zeros((rows, 1 + 3 * width), np.uint8)
 
 

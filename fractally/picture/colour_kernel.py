@@ -12,7 +12,7 @@ as the reference.
 Two passes a row: the first turns each pixel into its table index (straight-line float32
 arithmetic, which LLVM vectorises when the rows are contiguous), the second looks the colours
 up and stores them. In one pass the loop could not be vectorised, and took 2.2 ns a pixel
-against 1.1 ns (docs/BENCHMARKS.md, "Stack overhead").
+against 1.1 ns (docs/benchmarks.md, "Stack overhead").
 
 Imported lazily by ``fractally.picture.colour``: validating a spec must not load numba.
 """

@@ -96,7 +96,7 @@ def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
 
 
 def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Executor | None = None) -> None:
-    """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or API.md's msgpack).
+    """Encode ``bands`` as the spec's format (PNG coloured by its colormap, or docs/api.md's msgpack).
 
     With a ``pool``, PNG bands are coloured and compressed in parallel (numpy and zlib
     release the GIL), at most one band per worker in flight plus the one being written.
@@ -248,7 +248,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
 
     Each tile goes from the kernel to its place while it is still in the core's cache -- coloured
     into its band's PNG rows, or copied into its band's msgpack rows -- and is freed at once (a
-    third of the memory in flight: fewer pages to fault in, docs/BENCHMARKS.md "Kernel"). A band's
+    third of the memory in flight: fewer pages to fault in, docs/benchmarks.md "Kernel"). A band's
     last tile finishes the band: deflate (one piece a band, so the PNG is byte for byte
     ``write_image``'s), or the band's writes at their offsets (a file takes one write at a time).
     The caller's thread only writes finished PNG bands, in order.

@@ -1,6 +1,6 @@
 """Escape-time kernels (numba): the only place pixels are computed.
 
-The arithmetic is API.md's exact rule, evaluated as written, in IEEE float64:
+The arithmetic is docs/api.md's exact rule, evaluated as written, in IEEE float64:
 
 * pixel centre: ``center.x + ((j + 0.5 - width / 2) * scale) / width`` and
   ``center.y - ((i + 0.5 - height / 2) * scale) / width`` with (i, j) the pixel's
@@ -34,7 +34,7 @@ on the benchmark's julia view only 35 % of its lane-steps do useful work, agains
 61 % here, which is why this loop is level with it although slower per lane-step
 (it freezes lanes, and the freezing select sits on the dependency chain). The C
 reference with this same strategy, ``bench/c_refill.c``, is faster than this loop
-(docs/BENCHMARKS.md, "Kernel"): numba's version spills registers in the hot loop.
+(docs/benchmarks.md, "Kernel"): numba's version spills registers in the hot loop.
 
 The smooth value (float32, for colouring without bands) is
 ``n + 1 - log2(log|z| / log R)`` of the final z. Instead of two libm logarithms
@@ -51,7 +51,7 @@ a multiple of four by repeating the last one (the padding lanes' results are
 never copied out); at a strip's end the vectors that run out of pixels idle
 until the last ones finish.
 
-Measured and rejected (docs/BENCHMARKS.md, "Kernel", has the figures): eight or
+Measured and rejected (docs/benchmarks.md, "Kernel", has the figures): eight or
 sixteen pixels in lockstep per vector (fewer useful lane-steps: 46 %, 35 %);
 refilling single lanes instead of whole vectors (the scalar bookkeeping per pixel
 costs more than the idle lanes save); three, four, six or eight vectors in flight
@@ -104,7 +104,7 @@ CHUNK = 256  # pixels per pass of the smooth computation: its temporaries stay i
 
 @inline
 def _step(x, y, n, cx, cy, r2):
-    """One step of API.md's rule for one lane; a lane that has escaped stays frozen.
+    """One step of docs/api.md's rule for one lane; a lane that has escaped stays frozen.
 
     ``go`` is the rule's test |z|² ≤ R² on the current z: if it holds, z takes one
     step and n counts it; if not, z and n keep their values, so after the last
@@ -511,7 +511,7 @@ def _scratch_size(cols, lanes):
 
 @ngjit
 def _pixel_centres(center_x, center_y, scale, width, height, row0, col0, rows, cols, lanes):
-    """API.md's pixel centres of the window, float64: x per column padded to a multiple of
+    """docs/api.md's pixel centres of the window, float64: x per column padded to a multiple of
     ``lanes`` (the padding repeats the last column), y per row."""
     stride = (cols + lanes - 1) // lanes * lanes
     half_w = width / 2
@@ -532,7 +532,7 @@ def escape_time(julia: bool, c_re: float, c_im: float, center_x: float, center_y
                 row0: int, col0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
     """Fill ``counts`` (uint32) and ``smooth`` (float32) for the window at (row0, col0) of the image.
 
-    Exact float64 counts, API.md's rule bit for bit (see the module docstring for
+    Exact float64 counts, docs/api.md's rule bit for bit (see the module docstring for
     how the work is laid out: vectors of four pixels, five in flight, refilled
     as they finish; then a vectorised pass for the smooth values).
     """
@@ -555,9 +555,9 @@ FLOAT32_MAX_ESCAPE_RADIUS = 1e19
 def escape_time_float32(julia: bool, c_re: float, c_im: float, center_x: float, center_y: float,
                         scale: float, width: int, height: int, max_iter: int, escape_radius: float,
                         row0: int, col0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
-    """Like ``escape_time`` but iterating in float32: the opt-in ``precision: "float32"``, NOT API.md's rule.
+    """Like ``escape_time`` but iterating in float32: the opt-in ``precision: "float32"``, NOT docs/api.md's rule.
 
-    The pixel centres are API.md's float64 values rounded to float32; c, R² and
+    The pixel centres are docs/api.md's float64 values rounded to float32; c, R² and
     every step are float32 (z² + c evaluated as written, no FMA), so the result is
     itself reproducible bit for bit on every machine and tiling, only by a
     different rule. Counts differ from the float64 rule wherever float32 rounding
@@ -588,7 +588,7 @@ def escape_time_float32(julia: bool, c_re: float, c_im: float, center_x: float, 
 def render_window(spec, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values for a window of ``spec``'s image (allocates the outputs).
 
-    ``spec.precision`` picks the kernel: ``escape_time`` (float64, API.md's exact
+    ``spec.precision`` picks the kernel: ``escape_time`` (float64, docs/api.md's exact
     rule, the default) or ``escape_time_float32`` (the opt-in).
     """
     counts = np.empty((rows, cols), dtype=np.uint32)

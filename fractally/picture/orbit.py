@@ -4,7 +4,7 @@ A deep view's pixels are iterated as small differences from one *reference orbit
 orbit of the view's centre; ``fractally.picture.perturb``). The orbit is the one computation that needs
 more than float64: it is done with gmpy2 (MPFR/MPC), whose every operation is correctly rounded,
 so the same inputs give the same bits on every machine. Measured against mpmath and python-flint
-(docs/BENCHMARKS.md, "Deep views"): gmpy2 steps 13 times faster than mpmath at 200 bits and is
+(docs/benchmarks.md, "Deep views"): gmpy2 steps 13 times faster than mpmath at 200 bits and is
 level with flint's arb beyond 1,000 bits, and MPFR's correct rounding is a documented guarantee.
 
 ``Service.submit`` computes a job's orbits before its tiles are sent and puts them in the store

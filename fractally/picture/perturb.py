@@ -6,7 +6,7 @@ A pixel's orbit z is written z = Z_m + δ with Z the reference orbit (``fractall
                                     julia: δc = 0, δ₀ = the pixel's offset)
 
 which float64 holds however deep the view: δ is as small as the pixels are far apart. The escape
-test is API.md's |z|² ≤ R² on z = Z_m + δ, and n counts steps as in the exact rule.
+test is docs/api.md's |z|² ≤ R² on z = Z_m + δ, and n counts steps as in the exact rule.
 
 **Rebasing** (Zhuoran, 2021) replaces glitch detection: when |Z_m + δ| < |δ| (the pixel's orbit
 passes nearer 0 than the reference's difference), or the reference runs out (it escaped, or
@@ -25,10 +25,10 @@ can be due) the extended step keeps δ's exponent for many steps and costs two m
 the plain one; the aligned sum is for entries near 0 (every period, inside a deep minibrot).
 
 **Same bits everywhere.** One reference per job (its bytes are the same wherever computed: MPFR
-rounds correctly), the pixel offset from the whole image's index (API.md's formula, centre
+rounds correctly), the pixel offset from the whole image's index (docs/api.md's formula, centre
 omitted), a fixed operation order, no fastmath, no FMA: every machine and every tiling gives the
 same counts. They are not the exact-arithmetic counts of the decimal coordinates: they agree on
-nearly every pixel (docs/BENCHMARKS.md, "Deep views"; tests/picture/test_deep.py checks against mpmath).
+nearly every pixel (docs/benchmarks.md, "Deep views"; tests/picture/test_deep.py checks against mpmath).
 """
 
 from __future__ import annotations
@@ -295,7 +295,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
     """Fill ``counts`` and ``smooth`` for the window at (row0, col0) of a deep view.
 
     ``ref``/``crit``: (re, im, mre, mim, exp) arrays of the reference and critical orbits. The
-    view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is API.md's
+    view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is docs/api.md's
     ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
     then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
     ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.picture.skip``).

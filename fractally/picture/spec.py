@@ -1,4 +1,4 @@
-"""The render spec: one validated, immutable description of a picture (API.md).
+"""The render spec: one validated, immutable description of a picture (docs/api.md).
 
 Validation lives here and only here. ``parse_spec`` accepts the JSON body of a
 request (or CLI options, or query parameters after ``spec_from_query``) and
@@ -14,7 +14,7 @@ without it keeps the hashes (and cached tiles) it had before the field existed.
 
 Deep views: ``center``, ``scale`` and ``c`` may be decimal strings of any length. A view float64
 can resolve (the pixel spacing at least ``MIN_SPACING_ULPS`` ulps of its coordinates) is rendered
-by API.md's exact float64 rule at the float64 nearest each decimal, and its normalized form holds
+by docs/api.md's exact float64 rule at the float64 nearest each decimal, and its normalized form holds
 those floats, exactly as before strings were accepted. A finer view is *deep* (``RenderSpec.deep``):
 it is rendered by perturbation (``fractally.picture.perturb``) and its normalized form keeps the canonical
 decimal strings (``fractally.picture.decimals``), so its hash names the exact point.
@@ -61,7 +61,7 @@ MAX_DEEP_ITER = 50_000
 
 FRACTALS = ("julia", "mandelbrot")
 FORMATS = ("png", "msgpack")
-PRECISIONS = ("float64", "float32")  # float64: API.md's exact rule (the default); float32: the faster opt-in
+PRECISIONS = ("float64", "float32")  # float64: docs/api.md's exact rule (the default); float32: the faster opt-in
 
 DEFAULTS: dict[str, Any] = {
     "fractal": "julia",

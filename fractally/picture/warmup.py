@@ -14,7 +14,7 @@ content, the Python version and the CPU (name and features, or ``NUMBA_CPU_NAME`
 path at build and at run time (a regular, non-editable install), and the
 image pins the CPU target (see the Dockerfiles). numba also insists on a
 *writable* cache directory even to read it, so images bake the cache into
-``/opt/numba-cache`` and copy it to ``/tmp`` at start (docs/OPERATIONS.md).
+``/opt/numba-cache`` and copy it to ``/tmp`` at start (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def warm(go_on: Callable[[], bool] | None = None) -> dict[str, Any]:
     ``go_on``, if given, is called before each step (a kernel, the colouring loop) and may wait; when
     it answers False the loading stops there, and what is not loaded yet is loaded by the first render
     that needs it. The embedded server's loader waits there while a job runs, so a job started during
-    the loading does not share the cores and the GIL with it (docs/BENCHMARKS.md, "Stack overhead").
+    the loading does not share the cores and the GIL with it (docs/benchmarks.md, "Stack overhead").
     """
     from fractally.picture.spec import parse_spec
 
@@ -112,7 +112,7 @@ def freeze_loaded_objects() -> int:
     For long-running processes, after ``warm()``. numba, llvmlite, Flask and the kernels leave some
     100 000 objects that live as long as the process, and every full collection walked all of them
     holding the GIL: 40-65 ms each, a few times a job, and a status poll that arrived meanwhile
-    waited that long (docs/BENCHMARKS.md, "Responsiveness"). Frozen, they are still freed by
+    waited that long (docs/benchmarks.md, "Responsiveness"). Frozen, they are still freed by
     reference counting; only cycles among them would stay, and these are module-level objects that
     stay anyway. No collection first: after ``warm()`` it found 7 unreachable objects among 110 000
     and held the GIL for some 90 ms, where freezing takes microseconds; so it is cheap enough to call

@@ -1,6 +1,6 @@
 """The object-store interface every backend implements, and the one place keys are validated.
 
-All state of a job lives in the store (DESIGN.md, principle 1), so this interface is small on
+All state of a job lives in the store (docs/architecture.md, principle 1), so this interface is small on
 purpose: whole-object writes that readers never see half-done, one atomic "create if absent" for
 idempotent work, file uploads with bounded memory for large results, and URLs to hand to clients.
 """

@@ -5,7 +5,7 @@ five times the CPU of the same bytes written a megabyte at a time: 85-98 ms agai
 for 66 MB, nearly all of it in the kernel's copy into the page cache
 (``copy_folio_from_iter_atomic``), which a large write fills with large folios. tmpfs takes
 either at the same cost. Pieces of 1 MiB were the cheapest of 64 KiB to 2 MiB, and elsewhere
-they cost one system call a megabyte: nothing. docs/BENCHMARKS.md, "Kernel", has the figures.
+they cost one system call a megabyte: nothing. docs/benchmarks.md, "Kernel", has the figures.
 
 Every large write of an image, a tile or a band goes through here: the local store's objects,
 ``fractally render``'s msgpack bands, the msgpack result stream and the PNG writer's chunks.

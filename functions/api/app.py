@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         service = Service.from_settings(settings)
     app = Flask(__name__, static_folder="static", static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.json.sort_keys = False  # keep API.md's field order: id, status, progress, ...
+    app.json.sort_keys = False  # keep docs/api.md's field order: id, status, progress, ...
     errors.register(app)
     routes.register(app, settings, service)
     tiles.register(app)

@@ -1,4 +1,4 @@
-"""The api's errors: every one in API.md's JSON shape, ``{"error": {"code", "message", "field"}}``.
+"""The api's errors: every one in docs/api.md's JSON shape, ``{"error": {"code", "message", "field"}}``.
 
 The mapping itself is shared by every function app and lives once, in ``fractally.web``: the
 core's ``FractallyError`` keeps its own status and code (fractally/errors.py is the table),

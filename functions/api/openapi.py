@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the public API (API.md), built in code from the core's own constants.
+"""The OpenAPI 3.1 document of the public API (docs/api.md), built in code from the core's own constants.
 
 Every limit below is read from ``fractally.picture.spec`` (and the colormaps from ``fractally.picture.colour``), so
 the document cannot drift from what ``parse_spec`` enforces; tests check that every route of the
@@ -48,7 +48,7 @@ def _pair(description: str, default: list[float] | None = None) -> dict[str, Any
 
 
 def spec_schema() -> dict[str, Any]:
-    """The render spec (API.md, "The picture a spec describes") with every per-field limit."""
+    """The render spec (docs/api.md, "The picture a spec describes") with every per-field limit."""
     from fractally.picture.colour import COLORMAPS, DEFAULT_COLORMAP
 
     d = S.DEFAULTS
@@ -57,14 +57,14 @@ def spec_schema() -> dict[str, Any]:
         "title": "RenderSpec",
         "description": (
             "A picture. Pixel (row i, column j) has its centre at x = center.x + (j + 0.5 - width/2) * scale/width, "
-            "y = center.y - (i + 0.5 - height/2) * scale/width; counts are exact IEEE float64 (API.md) unless "
+            "y = center.y - (i + 0.5 - height/2) * scale/width; counts are exact IEEE float64 (docs/api.md) unless "
             "precision is float32. "
             "Limits across fields: width × height ≤ "
             f"{S.MAX_JOB_PIXELS} per job, ≤ {S.MAX_MSGPACK_PIXELS} for a msgpack result, ≤ {S.MAX_SYNC_PIXELS} "
             f"for a synchronous render, where also width × height × max_iter ≤ {S.MAX_SYNC_WORK}; at most "
             f"{S.MAX_TILES} tiles per job. A view with scale/width below {S.MIN_SPACING_ULPS} float64 ulps of the "
             "largest coordinate is deep: rendered by perturbation around one arbitrary-precision reference orbit, "
-            "the same bits on every machine and tiling, not bit-equal to exact arithmetic (API.md). center, scale "
+            "the same bits on every machine and tiling, not bit-equal to exact arithmetic (docs/api.md). center, scale "
             "and c may be decimal strings of any length. Unknown fields are rejected; null means the default; integral floats (1024.0) are "
             "accepted for integer fields; NaN, infinities and booleans are not numbers."
         ),
@@ -77,7 +77,7 @@ def spec_schema() -> dict[str, Any]:
             "scale": {**_coordinate({"exclusiveMinimum": 0, "maximum": S.MAX_COORD}), "default": d["scale"],
                       "description": (
                           "width of the view in complex units; the height is scale × height / width. Below "
-                          "float64's resolution the view is deep (perturbation, API.md \"Deep views\"): "
+                          "float64's resolution the view is deep (perturbation, docs/api.md \"Deep views\"): "
                           f"scale ≥ {canonical(S.MIN_DEEP_SCALE)}, max_iter ≤ {S.MAX_DEEP_ITER}, precision float64")},
             "width": {"type": "integer", "minimum": 1, "maximum": S.MAX_SIDE, "default": d["width"]},
             "height": {"type": "integer", "minimum": 1, "maximum": S.MAX_SIDE, "default": d["height"]},
@@ -92,7 +92,7 @@ def spec_schema() -> dict[str, Any]:
             "precision": {
                 "type": "string", "enum": list(S.PRECISIONS), "default": d["precision"],
                 "description": (
-                    "float64: API.md's exact rule, bit for bit. float32 (opt-in): the same rule in IEEE float32, "
+                    "float64: docs/api.md's exact rule, bit for bit. float32 (opt-in): the same rule in IEEE float32, "
                     "faster; counts differ from float64 on some boundary pixels (the picture looks the same). "
                     f"float32 is allowed only while scale / width ≥ 2^{math.log2(S.FLOAT32_MIN_SPACING):g} × max(1, "
                     "|center.x| + scale, |center.y| + scale × height / width, |c.re|, |c.im|) (every pixel within "

@@ -1,4 +1,4 @@
-"""The public REST API of API.md: each route turns HTTP into one ``Service`` call and back.
+"""The public REST API of docs/api.md: each route turns HTTP into one ``Service`` call and back.
 
 No rendering, job or store logic lives here (that is ``fractally``'s); this module only reads
 requests strictly (the body is JSON, ids are ids, each query key once), picks status codes and

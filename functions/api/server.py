@@ -1,8 +1,8 @@
-"""``fractally serve``: the embedded service (API.md) in one gunicorn process.
+"""``fractally serve``: the embedded service (docs/api.md) in one gunicorn process.
 
 One worker (so one in-process invoker and one view of which jobs are running) with many threads
 (gthread): request handling is I/O and waits, rendering happens on the service's own thread pools,
-so status polls are answered at once while every core renders (DESIGN.md principle 6). The app is
+so status polls are answered at once while every core renders (docs/architecture.md principle 6). The app is
 built in the worker, after the fork, so no thread pool crosses a fork.
 """
 
@@ -50,7 +50,7 @@ class EmbeddedServer(GunicornServer):
 
 #: Longest the kernel loader waits for quiet moments in all. Then it stops and leaves what it has not
 #: loaded to the first job that needs it: loading it in the middle of a job would stall that job's
-#: requests (for 10-30 ms a kernel, measured in docs/BENCHMARKS.md, "Responsiveness").
+#: requests (for 10-30 ms a kernel, measured in docs/benchmarks.md, "Responsiveness").
 LOADER_PATIENCE = 5.0
 #: How long the service must have been without a job before the loader takes its next step: a
 #: client's next job often follows the last one at once, and a step once begun is not interrupted.

@@ -4,7 +4,7 @@ A tile's URL names its picture completely, so its PNG never changes: it is serve
 with the spec's content hash as ``ETag``, and a matching ``If-None-Match`` is answered ``304``
 before the store or the kernel is touched. The PNG is kept in the object store
 (``xyz/<content hash>.png``), so a second request, on any replica, is one read. A new tile is
-rendered on the service's sync pool (the request thread only waits, DESIGN.md principle 6);
+rendered on the service's sync pool (the request thread only waits, docs/architecture.md principle 6);
 identical requests in flight share one render, and at most ``MAX_PENDING`` renders wait at once
 (beyond that: 503 ``busy`` with ``Retry-After``, rather than an unbounded queue).
 """

@@ -1,7 +1,7 @@
 """The render_tile and assemble function apps over Flask's test client (no server, no network).
 
 What a caller of a function relies on: the tile lands in the store and a repeat is answered
-from it, bad tasks get API.md's JSON error and write nothing, an unreachable store is a
+from it, bad tasks get docs/api.md's JSON error and write nothing, an unreachable store is a
 retryable 503, a bug is a 500 that tells nothing of the bug, and assembly writes one result
 however often and however concurrently it is asked.
 """

@@ -1,4 +1,4 @@
-"""How the in-process invoker schedules its threads (DESIGN.md principle 6: the API never waits on the CPU).
+"""How the in-process invoker schedules its threads (docs/architecture.md principle 6: the API never waits on the CPU).
 
 Render threads (each renders a tile and stores it) run under Linux's SCHED_IDLE (nice 19 where that is refused), the
 assembler at nice 10, and every thread is started by the invoker itself: a thread inherits its

@@ -1,4 +1,4 @@
-"""A stateless api: any replica carries on a job another replica started (docs/RELIABILITY.md,
+"""A stateless api: any replica carries on a job another replica started (docs/reliability.md,
 "Api replicas").
 
 The replica that dispatches a job holds its dispatch lease (``jobs/<id>/dispatch.lease``) and renews it;

@@ -1,4 +1,4 @@
-"""`fractally render`: the command line of API.md."""
+"""`fractally render`: the command line of docs/api.md."""
 
 import subprocess
 import sys

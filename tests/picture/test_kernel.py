@@ -1,4 +1,4 @@
-"""The kernel follows API.md's iteration rule bit for bit."""
+"""The kernel follows docs/api.md's iteration rule bit for bit."""
 
 import math
 import os
@@ -229,7 +229,7 @@ def test_float32_kernel_guards_the_escape_radius_bound_the_spec_enforces():
 
 
 def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
-    """API.md forbids FMA: compile the kernels afresh and read their assembly.
+    """docs/api.md forbids FMA: compile the kernels afresh and read their assembly.
 
     numba refuses to show the assembly of code loaded from its cache, so this
     compiles in a child process with an empty NUMBA_CACHE_DIR.

@@ -1,6 +1,6 @@
 """Slow, obvious numpy float64 implementations of the documented rules, independent of fractally's code.
 
-* ``reference_counts``/``reference_escape``: API.md's escape-time rule (counts), and the README's
+* ``reference_counts``/``reference_escape``: docs/api.md's escape-time rule (counts), and the README's
   smooth value ``n + 1 - log2(log|z| / log R)`` of the final z;
 * ``reference_lut``/``reference_colours``: the colouring as ``fractally/picture/colour.py``'s docstrings
   describe it: control colours interpolated in OKLab (Ottosson's published matrices, both ways),
@@ -8,7 +8,7 @@
   (sequential maps) into a 4096-entry table; the transfer ``t = s(M+k) / (M(s+k))`` of the smooth value
   ``s`` (NaN and negatives as 0, above M as M) picks the nearest entry; points with ``count >= M`` are
   the inside colour. Written from that text, not from the module's code, and in float64 throughout.
-* ``exact_deep_count``: a deep view's pixel counted exactly as API.md states the rule, in mpmath
+* ``exact_deep_count``: a deep view's pixel counted exactly as docs/api.md states the rule, in mpmath
   (not the gmpy2 the service uses) at the view's bits plus guard bits.
 """
 
@@ -147,7 +147,7 @@ def reference_colours(counts: np.ndarray, smooth: np.ndarray, max_iter: int, col
 
 
 def exact_deep_count(spec: Any, i: int, j: int, guard_bits: int = 128) -> int:
-    """API.md's iteration count of pixel (i, j) of a deep view in mpmath at the view's bits plus
+    """docs/api.md's iteration count of pixel (i, j) of a deep view in mpmath at the view's bits plus
     ``guard_bits``: the pixel centre from the decimal coordinates, z ← z² + c as written."""
     import mpmath
 

@@ -1,4 +1,4 @@
-"""The api function: API.md's endpoints, errors and limits, through Flask's test client and over real HTTP."""
+"""The api function: docs/api.md's endpoints, errors and limits, through Flask's test client and over real HTTP."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ own folder store) — on a cluster those are reachable too.
 
 Each case records the status that comes back and who answers it:
 
-* ``JSON``: our code, with API.md's shape ``{"error": {"code", "message", "field"}}``;
+* ``JSON``: our code, with docs/api.md's shape ``{"error": {"code", "message", "field"}}``;
 * ``GUNICORN``: gunicorn refuses malformed HTTP before any application code runs (bad request line,
   header limits, NUL or raw UTF-8 in the target, ...) with its own small HTML page; recorded
   honestly, and still a 4xx with nothing internal in it;

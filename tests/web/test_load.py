@@ -1,7 +1,7 @@
 """The load run, short: ``bench/load.py`` with 20 clients for 5 s against the stack, zero errors.
 
 The full run (100 clients for 60 s) is ``.venv/bin/python bench/load.py``; its figures are in
-docs/RELIABILITY.md. This one runs the same script as a subprocess, as a person would.
+docs/reliability.md. This one runs the same script as a subprocess, as a person would.
 """
 
 from __future__ import annotations
