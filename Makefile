@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba-cache
 
-.PHONY: install run stack demo images lock test test-nojit chromium bench clean
+.PHONY: install run stack demo images lock pictures test test-nojit chromium bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: install
 # offline from one Dockerfile; installs and starts Docker if it is missing (root). docs/operations.md.
 images: install
 	docker/images.sh
+
+# Every picture of the README and docs/ made again by the current code (docs/pictures.py); the explorer's
+# screenshot comes from the browser test, so Chromium too.
+pictures: install chromium
+	$(PY) docs/pictures.py
 
 # constraints.txt: every package version, pyproject.toml's pins and what they pull in. After a pin changes.
 lock: install

@@ -2,7 +2,7 @@
 
 Nothing else in the code base reads ``os.environ``: functions, the CLI and the
 tests build a ``Settings`` (from the environment or by hand) and hand it on.
-Every variable is listed in the README's configuration table.
+Every variable is listed in docs/operations.md's configuration table.
 """
 
 from __future__ import annotations

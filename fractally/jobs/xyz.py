@@ -1,6 +1,6 @@
 """XYZ tiles over the complex plane: the web-map scheme the explorer pans and zooms.
 
-The scheme (also in the README, "The explorer")::
+The scheme (also in docs/api.md, "The explorer and XYZ tiles")::
 
     tile 0/0/0 covers the square  real ∈ [-2, 2],  imaginary ∈ [-2, 2]
     zoom z has 2^z × 2^z tiles, each 4 / 2^z complex units wide and 256 × 256 pixels

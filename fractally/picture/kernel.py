@@ -563,7 +563,7 @@ def escape_time_float32(julia: bool, c_re: float, c_im: float, center_x: float, 
     different rule. Counts differ from the float64 rule wherever float32 rounding
     changes an orbit, which is chaotic near the set's boundary: there a count can
     change a lot, but only among pixels whose neighbours already differ wildly,
-    so the picture keeps its look (the README has the figures).
+    so the picture keeps its look (docs/api.md has the figures).
 
     Where it is visually safe is decided by ``fractally.picture.spec`` (``FLOAT32_MIN_SPACING``):
     the pixel spacing must be at least 2**-20 times the largest coordinate, so

@@ -35,7 +35,7 @@ from decimal import Decimal
 from fractally.picture.decimals import DECIMAL, MAX_TEXT, canonical, parse_decimal, to_float
 from fractally.errors import SpecError
 
-# --- Limits: explicit, documented in the README, enforced before any work. ---
+# --- Limits: explicit, documented in docs/api.md, enforced before any work. ---
 MAX_SIDE = 65_536  # width or height, pixels
 MAX_JOB_PIXELS = 32_768 * 32_768  # one gigapixel per job
 MAX_MSGPACK_PIXELS = (2**32 - 1) // 4  # one msgpack bin holds < 4 GiB of uint32 counts
@@ -308,7 +308,7 @@ def parse_spec(data: Any, *, sync: bool = False) -> RenderSpec:
 
 
 def _check_deep(scale: Decimal, max_iter: int, precision: str, float64_limit: float) -> None:
-    """The limits of deep views (README, "Limits"); a SpecError naming the field to change."""
+    """The limits of deep views (docs/api.md, "The render spec and its limits"); a SpecError naming the field to change."""
     if scale < MIN_DEEP_SCALE:
         raise SpecError(f"scale must be at least {canonical(MIN_DEEP_SCALE)} (the deepest view the service renders), "
                         f"got {canonical(scale)[:40]}", "scale")
@@ -333,7 +333,7 @@ def _check_float32(scale: float, width: int, largest: float, escape_radius: floa
     spaced, and the picture's geometry is that of float64. (The 1 covers the orbit
     itself, whose points are of size 1 to R whatever the view.) What float32 still
     changes is the count of some points on the set's chaotic boundary, where any
-    rounding is amplified; the README gives the share. And R² must fit a float32.
+    rounding is amplified; docs/api.md gives the share. And R² must fit a float32.
     """
     if escape_radius > FLOAT32_MAX_ESCAPE_RADIUS:
         raise SpecError(f"precision float32 needs escape_radius at most {FLOAT32_MAX_ESCAPE_RADIUS:g} (R² must fit a "

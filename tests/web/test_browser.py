@@ -3,7 +3,7 @@
 state lives in the URL, and "Render full size" runs a job to its image.
 
 Screenshots of every test land in ``test-artifacts/``; ``test-artifacts/explorer.png`` is the
-README's picture (``cp test-artifacts/explorer.png docs/explorer.png`` to refresh it).
+README's picture (``make pictures`` runs the test that takes it and copies it into docs/).
 """
 
 from __future__ import annotations
