@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import math
 import re
+from fractions import Fraction
 
 import numpy as np
+import pytest
 import requests
 from PIL import Image
 
@@ -67,9 +69,11 @@ def test_explorer_uses_the_servers_iteration_rule():
     """The page asks full-size jobs for the tiles' max_iter, so the colours match what is shown."""
     source = (REPO_ROOT / "functions/api/static/explorer.js").read_text()
     found = {name: int(re.search(rf"const {name} = (\d+);", source).group(1))
-             for name in ("ITER_BASE", "ITER_PER_ZOOM", "ITER_CAP", "MAX_LEVEL", "TILE")}
+             for name in ("ITER_BASE", "ITER_PER_ZOOM", "ITER_CAP", "DEEP_ITER_CAP", "MAX_LEVEL", "MAX_DEEP_LEVEL",
+                          "TILE")}
     assert found == {"ITER_BASE": xyz.ITER_BASE, "ITER_PER_ZOOM": xyz.ITER_PER_ZOOM, "ITER_CAP": xyz.ITER_CAP,
-                     "MAX_LEVEL": xyz.MAX_ZOOM, "TILE": xyz.TILE_PIXELS}
+                     "DEEP_ITER_CAP": xyz.DEEP_ITER_CAP, "MAX_LEVEL": xyz.MAX_ZOOM,
+                     "MAX_DEEP_LEVEL": xyz.MAX_DEEP_ZOOM, "TILE": xyz.TILE_PIXELS}
 
 
 def test_colormap_picker_offers_every_colormap(api_client):
@@ -230,3 +234,92 @@ def test_render_full_size_runs_a_job_to_100_percent_and_shows_its_image(browser_
     assert job["spec"]["c"] == [-0.8, 0.156] and job["spec"]["center"] == [0.0, 0.0]  # the Julia pane's view
     assert job["spec"]["max_iter"] == xyz.default_max_iter(2)  # the tiles' level at zoom 1.5
     assert browser_page.errors == []
+
+
+# --- deep zoom: past zoom 40 the view's centre is exact --------------------------------------------
+
+#: The Misiurewicz point c = i: on the set's boundary, with detail at every depth.
+DEEP_CENTRE = (Fraction(0), Fraction(1))
+#: The tile pyramid's geometry (fractally/jobs/xyz.py), exactly.
+EXTENT, LEFT, TOP = Fraction(xyz.EXTENT), Fraction(xyz.LEFT), Fraction(xyz.TOP)
+MANDELBROT_IMGS = "[...document.querySelectorAll('#mandelbrot .tiles img')]"
+
+
+def shown_tiles(bp: BrowserPage, level: int) -> set[tuple[int, int]]:
+    """The Mandelbrot pane's current tiles of ``level``, as (x, y), from their URLs."""
+    srcs = bp.page.evaluate(f"() => {MANDELBROT_IMGS}.filter((i) => i.style.zIndex === '2').map((i) => i.src)")
+    found = {tuple(int(v) for v in re.search(r"/mandelbrot/(\d+)/(\d+)/(\d+)\.png", src).groups()) for src in srcs}
+    assert {z for z, _, _ in found} == {level}, found
+    return {(x, y) for _, x, y in found}
+
+
+def expected_tiles(bp: BrowserPage, centre: tuple[Fraction, Fraction], zoom: float) -> set[tuple[int, int]]:
+    """The tiles a pane of the page's size needs around ``centre`` at ``zoom``, computed exactly."""
+    width, height = bp.page.evaluate("() => [document.getElementById('mandelbrot').clientWidth,"
+                                     " document.getElementById('mandelbrot').clientHeight]")
+    level = round(zoom)
+    per_tile = Fraction(2) ** level / EXTENT  # tiles per complex unit at that level
+    half_w = Fraction(width, 2) / xyz.TILE_PIXELS * Fraction(2) ** level / Fraction(2 ** zoom)  # tiles
+    half_h = Fraction(height, 2) / xyz.TILE_PIXELS * Fraction(2) ** level / Fraction(2 ** zoom)
+    cx = (centre[0] - LEFT) * per_tile
+    cy = (TOP - centre[1]) * per_tile
+    last = 2**level - 1
+    xs = range(max(0, math.floor(cx - half_w)), min(last, math.floor(cx + half_w)) + 1)
+    ys = range(max(0, math.floor(cy - half_h)), min(last, math.floor(cy + half_h)) + 1)
+    return {(x, y) for x in xs for y in ys}
+
+
+def deep_link(zoom: float, centre: tuple[str, str] = ("0", "1")) -> str:
+    return f"#c=-0.8,0.156&m={centre[0]},{centre[1]},{zoom}&j=0,0,1.5&colormap=dusk"
+
+
+@pytest.mark.parametrize("zoom", [60, 120])
+def test_a_deep_link_shows_the_exact_tiles_of_its_level(browser_page, api_server, zoom):
+    open_explorer(browser_page, api_server, deep_link(zoom))
+    assert shown_tiles(browser_page, zoom) == expected_tiles(browser_page, DEEP_CENTRE, zoom)
+    assert browser_page.page.evaluate(f"() => {MANDELBROT_IMGS}.every((i) => i.naturalWidth === 256)")
+    shown = pixels(browser_page.page.locator("#mandelbrot").screenshot())
+    assert shown.std() > 20, "the deep view looks blank"
+    assert browser_page.errors == []
+
+
+def test_a_deep_view_says_it_is_deep_with_its_width_and_iterations(browser_page, api_server):
+    open_explorer(browser_page, api_server, deep_link(120))
+    readout = browser_page.page.locator("#mandelbrot-readout").text_content()
+    width = browser_page.page.evaluate("() => document.getElementById('mandelbrot').clientWidth")
+    expected = f"{width * xyz.EXTENT / (xyz.TILE_PIXELS * 2**120):.1e}"
+    assert f"zoom 120 · {xyz.default_max_iter(120):,} iterations · deep · {expected} wide" in readout
+    assert "deep" in browser_page.page.evaluate("() => document.getElementById('mandelbrot').className")
+
+
+def test_zooming_in_with_the_keyboard_goes_on_past_zoom_40(browser_page, api_server):
+    open_explorer(browser_page, api_server, deep_link(39))
+    page = browser_page.page
+    page.locator("#mandelbrot").focus()
+    for _ in range(4):
+        page.keyboard.press("+")
+    browser_page.wait_for("new URLSearchParams(location.hash.slice(1)).get('m').endsWith(',43')")
+    browser_page.wait_for(SETTLED)
+    assert shown_tiles(browser_page, 43) == expected_tiles(browser_page, DEEP_CENTRE, 43)
+    assert browser_page.errors == []
+
+
+def test_a_deep_view_keeps_its_centre_to_a_hundredth_of_a_pixel_through_panning_and_a_reload(
+        browser_page, api_server):
+    open_explorer(browser_page, api_server, deep_link(200))
+    page = browser_page.page
+    page.locator("#mandelbrot").focus()
+    page.keyboard.press("ArrowLeft")  # 64 pixels to the left: the centre moves by 64 pixels of 2^-206
+    browser_page.wait_for("new URLSearchParams(location.hash.slice(1)).get('m') !== '0,1,200'")
+    browser_page.wait_for(SETTLED)
+    x, y, zoom = page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('m')").split(",")
+    pixel = EXTENT / xyz.TILE_PIXELS / 2**200
+    assert abs(Fraction(x) - -64 * pixel) < pixel / 100 and (Fraction(y), zoom) == (1, "200")
+    before = shown_tiles(browser_page, 200)
+    assert before == expected_tiles(browser_page, (Fraction(x), Fraction(y)), 200)
+    hash_before = page.evaluate("() => location.hash")
+    page.reload()
+    browser_page.wait_for(SETTLED)
+    assert page.evaluate("() => location.hash") == hash_before
+    assert shown_tiles(browser_page, 200) == before
+

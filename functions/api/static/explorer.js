@@ -12,15 +12,16 @@
   const EXTENT = 4; // tile 0/0/0 is 4 complex units wide ...
   const LEFT = -2; // ... from real -2 ...
   const TOP = 2; // ... and imaginary +2 downwards
-  const MAX_LEVEL = 40; // deepest tile zoom
+  const MAX_LEVEL = 40; // deepest tile zoom in float64; deeper tiles are deep views (perturbation)
+  const MAX_DEEP_LEVEL = 1000; // deepest tile zoom of all
   const MIN_ZOOM = -1; // the view may zoom out to half a tile 0/0/0
   // The iteration rule of fractally/jobs/xyz.py (tests/test_browser.py checks that these match):
   const ITER_BASE = 200;
   const ITER_PER_ZOOM = 100;
   const ITER_CAP = 5000;
-  const maxIterFor = (level) => Math.min(ITER_CAP, ITER_BASE + ITER_PER_ZOOM * level);
+  const DEEP_ITER_CAP = 30000;
+  const maxIterFor = (level) => Math.min(level <= MAX_LEVEL ? ITER_CAP : DEEP_ITER_CAP, ITER_BASE + ITER_PER_ZOOM * level);
 
-  const COORD_LIMIT = 2; // centres and c stay on the tile pyramid's square
   const CLICK_SLOP = 5; // pixels a pointer may move and still count as a click
   const URL_DELAY_MS = 250;
   const JULIA_DRAG_DELAY_MS = 180; // while the marker is dragged, redraw the Julia set this often
@@ -30,11 +31,70 @@
   const $ = (id) => document.getElementById(id);
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
 
-  /** A coordinate rounded to a hundredth of a pixel of resolution ``res`` (keeps URLs short). */
-  function snap(value, res) {
-    const digits = clamp(Math.ceil(-Math.log10(res)) + 2, 0, 100);
-    return Number(value.toFixed(digits)) + 0; // + 0 turns -0 into 0
+  // --- exact coordinates ----------------------------------------------------------------------
+  // Past zoom 45 or so a float64 can no longer say where the view is, so centres and c are exact:
+  // a BigInt n stands for n / 2^FRAC_BITS, finer than a hundredth of a pixel at the deepest zoom
+  // (a pixel there is 2^-1014 wide). Only offsets within the view, a few thousand pixels at most,
+  // are floats; tile indices are BigInts, and the URL holds decimal digits enough for the zoom.
+
+  const FRAC_BITS = 1100;
+  const ONE = 1n << BigInt(FRAC_BITS);
+
+  /** Shift left by k bits (right, flooring, for k < 0). */
+  const shift = (n, k) => (k >= 0 ? n << BigInt(k) : n >> BigInt(-k));
+
+  /** The exact value of a float. */
+  function exactOf(v) {
+    if (v === 0 || !Number.isFinite(v)) return 0n;
+    const e = Math.max(-1074, Math.floor(Math.log2(Math.abs(v))) - 52);
+    return shift(BigInt(Math.round(v / 2 ** e)), FRAC_BITS + e);
   }
+
+  /** The nearest float to an exact value (for offsets and display). */
+  function floatOf(n) {
+    if (n === 0n) return 0;
+    const a = n < 0n ? -n : n;
+    const s = Math.max(0, a.toString(2).length - 64);
+    const v = Number(a >> BigInt(s)) * 2 ** (s - 600) * 2 ** (600 - FRAC_BITS); // two steps: no subnormal on the way
+    return n < 0n ? -v : v;
+  }
+
+  const DECIMAL = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,4}))?$/;
+
+  /** The exact value nearest a decimal string such as "-0.7436438870371587", "4e-17"; null if it is not one. */
+  function exactOfDecimal(text) {
+    const m = DECIMAL.exec(String(text).trim());
+    if (!m || !(m[2] || m[3])) return null;
+    const digits = (m[2] || "") + (m[3] || "");
+    const exp10 = Number(m[4] || 0) - (m[3] || "").length;
+    if (digits.length > 1200 || Math.abs(exp10) > 1300) return null;
+    let n = BigInt(digits || "0") * ONE;
+    if (exp10 >= 0) n *= 10n ** BigInt(exp10);
+    else {
+      const d = 10n ** BigInt(-exp10);
+      n = (2n * n + d) / (2n * d); // rounded to nearest
+    }
+    return m[1] === "-" ? -n : n;
+  }
+
+  /** An exact value as a decimal with ``places`` digits after the point, trailing zeros dropped. */
+  function decimalOf(n, places) {
+    const scale = 10n ** BigInt(places);
+    const a = n < 0n ? -n : n;
+    const q = (2n * a * scale + ONE) / (2n * ONE); // rounded to nearest
+    let text = q.toString().padStart(places + 1, "0");
+    if (places > 0) text = `${text.slice(0, -places)}.${text.slice(-places)}`.replace(/\.?0+$/, "");
+    return q === 0n ? "0" : (n < 0n ? "-" : "") + text;
+  }
+
+  /** Decimal places that pin a point to a hundredth of a pixel at ``zoom`` (a pixel is 2^-(zoom+6) wide). */
+  const placesFor = (zoom) => clamp(Math.ceil((Math.max(zoom, 0) + 6 + 7) * Math.log10(2)) + 1, 2, 340);
+
+  /** ``value`` rounded to what the URL says of it at ``zoom``: the view and its link agree exactly. */
+  const snap = (value, zoom) => exactOfDecimal(decimalOf(value, placesFor(zoom)));
+
+  const LIMIT = BigInt(2) * ONE; // centres and c stay on the tile pyramid's square
+  const clampExact = (n) => (n < -LIMIT ? -LIMIT : n > LIMIT ? LIMIT : n);
 
   // --- a pannable, zoomable layer of <img> tiles ----------------------------------------------
 
@@ -68,45 +128,56 @@
     /** The tile level drawn: the nearest to the view's zoom, sharper on high-density screens. */
     level() {
       const dpr = window.devicePixelRatio || 1;
-      return clamp(Math.round(this.view.zoom + Math.log2(dpr)), 0, MAX_LEVEL);
+      return clamp(Math.round(this.view.zoom + Math.log2(dpr)), 0, MAX_DEEP_LEVEL);
     }
 
+    /** The exact point under pane pixel (px, py). */
     toComplex(px, py) {
       const [w, h] = this.size();
       const r = this.res();
-      return [this.view.x + (px - w / 2) * r, this.view.y - (py - h / 2) * r];
+      return [this.view.x + exactOf((px - w / 2) * r), this.view.y - exactOf((py - h / 2) * r)];
     }
 
+    /** The pane pixel of an exact point. */
     toScreen(re, im) {
       const [w, h] = this.size();
       const r = this.res();
-      return [w / 2 + (re - this.view.x) / r, h / 2 - (im - this.view.y) / r];
+      return [w / 2 + floatOf(re - this.view.x) / r, h / 2 - floatOf(im - this.view.y) / r];
     }
 
+    /** ``view``: {x, y} exact (BigInt), zoom a number. */
     setView(view) {
-      const zoom = clamp(view.zoom, MIN_ZOOM, MAX_LEVEL);
-      const res = EXTENT / (TILE * 2 ** zoom);
-      this.view = {
-        x: snap(clamp(view.x, -COORD_LIMIT, COORD_LIMIT), res),
-        y: snap(clamp(view.y, -COORD_LIMIT, COORD_LIMIT), res),
-        zoom: Number(zoom.toFixed(3)),
-      };
+      const zoom = Number(clamp(view.zoom, MIN_ZOOM, MAX_DEEP_LEVEL).toFixed(3));
+      this.view = { x: snap(clampExact(view.x), zoom), y: snap(clampExact(view.y), zoom), zoom };
       this.schedule();
       this.onChange(this);
     }
 
     panBy(dx, dy) {
       const r = this.res();
-      this.setView({ x: this.view.x - dx * r, y: this.view.y + dy * r, zoom: this.view.zoom });
+      this.setView({ x: this.view.x - exactOf(dx * r), y: this.view.y + exactOf(dy * r), zoom: this.view.zoom });
     }
 
     /** Zoom by ``dz`` levels keeping the point under (px, py) where it is. */
     zoomAround(px, py, dz) {
       const [re, im] = this.toComplex(px, py);
       const [w, h] = this.size();
-      const zoom = clamp(this.view.zoom + dz, MIN_ZOOM, MAX_LEVEL);
+      const zoom = clamp(this.view.zoom + dz, MIN_ZOOM, MAX_DEEP_LEVEL);
       const r = EXTENT / (TILE * 2 ** zoom);
-      this.setView({ x: re - (px - w / 2) * r, y: im + (py - h / 2) * r, zoom });
+      this.setView({ x: re - exactOf((px - w / 2) * r), y: im + exactOf((py - h / 2) * r), zoom });
+    }
+
+    /** Where the view's centre is in the tile grid of level ``z``: a whole BigInt and a float fraction
+     * per axis (columns from real -2, rows from imaginary +2 downwards). */
+    gridAt(z) {
+      const k = FRAC_BITS + 2 - z; // a tile of level z is 2^(2-z) wide (EXTENT = 4)
+      const split = (u) => {
+        const whole = shift(u, -k);
+        return [whole, floatOf(shift(u - shift(whole, k), FRAC_BITS - k))];
+      };
+      const [ix, fx] = split(this.view.x - BigInt(LEFT) * ONE);
+      const [iy, fy] = split(BigInt(TOP) * ONE - this.view.y);
+      return { ix, fx, iy, fy };
     }
 
     reset() {
@@ -135,21 +206,23 @@
       const [w, h] = this.size();
       if (!w || !h) return;
       const z = this.level();
-      const n = 2 ** z;
-      const tw = EXTENT / n;
+      const last = (1n << BigInt(z)) - 1n;
       const r = this.res();
-      const left = this.view.x - (w / 2) * r;
-      const top = this.view.y + (h / 2) * r;
-      const x0 = Math.max(0, Math.floor((left - LEFT) / tw));
-      const x1 = Math.min(n - 1, Math.floor((left + w * r - LEFT) / tw));
-      const y0 = Math.max(0, Math.floor((TOP - top) / tw));
-      const y1 = Math.min(n - 1, Math.floor((TOP - (top - h * r)) / tw));
+      const across = (w / 2) * r / (EXTENT / 2 ** z); // half the pane, in tiles
+      const down = (h / 2) * r / (EXTENT / 2 ** z);
+      const g = this.gridAt(z);
+      const big = (v) => BigInt(Math.floor(v));
+      const within = (v) => (v < 0n ? 0n : v > last ? last : v);
+      const x0 = within(g.ix + big(g.fx - across));
+      const x1 = within(g.ix + big(g.fx + across));
+      const y0 = within(g.iy + big(g.fy - down));
+      const y1 = within(g.iy + big(g.fy + down));
       // The tiles of the view, nearest the centre first: they are requested first.
-      const cx = (this.view.x - LEFT) / tw - 0.5;
-      const cy = (TOP - this.view.y) / tw - 0.5;
       const needed = [];
       for (let ty = y0; ty <= y1; ty++) {
-        for (let tx = x0; tx <= x1; tx++) needed.push([(tx - cx) ** 2 + (ty - cy) ** 2, tx, ty]);
+        for (let tx = x0; tx <= x1; tx++) {
+          needed.push([(Number(tx - g.ix) + 0.5 - g.fx) ** 2 + (Number(ty - g.iy) + 0.5 - g.fy) ** 2, tx, ty]);
+        }
       }
       needed.sort((a, b) => a[0] - b[0]);
       const wanted = new Set();
@@ -165,7 +238,11 @@
         if (wanted.has(url)) continue;
         if (!t.loaded || complete || Math.abs(t.z - z) > 3) this.remove(url);
       }
-      for (const [url, t] of this.tiles) this.place(t, wanted.has(url), left, top, r);
+      const grids = new Map([[z, g]]);
+      for (const [url, t] of this.tiles) {
+        if (!grids.has(t.z)) grids.set(t.z, this.gridAt(t.z));
+        this.place(t, wanted.has(url), grids.get(t.z), w, h, r);
+      }
       const pending = [...wanted].filter((u) => !this.tiles.get(u).loaded && !this.tiles.get(u).failed).length;
       this.pane.dataset.pending = String(pending);
       this.pane.dataset.level = String(z);
@@ -209,11 +286,11 @@
       t.img.remove();
     }
 
-    place(t, current, left, top, r) {
-      const tw = EXTENT / 2 ** t.z;
-      const px = (LEFT + t.x * tw - left) / r;
-      const py = (top - (TOP - t.y * tw)) / r;
-      const size = tw / r;
+    /** Put tile ``t`` where it belongs, given the view's centre ``g`` in the tile grid of its level. */
+    place(t, current, g, w, h, r) {
+      const size = EXTENT / 2 ** t.z / r; // the tile's width in pane pixels
+      const px = w / 2 + (Number(t.x - g.ix) - g.fx) * size;
+      const py = h / 2 + (Number(t.y - g.iy) - g.fy) * size;
       // Round both edges, not the size, so neighbours meet without hairline gaps.
       const l = Math.round(px);
       const tp = Math.round(py);
@@ -329,9 +406,10 @@
   // --- the state, and the URL that holds it ---------------------------------------------------
 
   // #c=re,im&m=x,y,zoom&j=x,y,zoom&colormap=name  (m: the Mandelbrot pane, j: the Julia pane)
-  const DEFAULT_C = [-0.8, 0.156];
+  const DEFAULT_C = ["-0.8", "0.156"];
   const COLORMAPS = [...$("colormap").options].map((o) => o.value);
-  const state = { c: DEFAULT_C.slice(), colormap: COLORMAPS[0] };
+  // c as the digits that name it (what the tiles and a job are asked for) and as exact values.
+  const state = { c: DEFAULT_C.slice(), cExact: DEFAULT_C.map(exactOfDecimal), colormap: COLORMAPS[0] };
 
   /** The view that fits ``box`` ([re0, re1, im0, im1]) into the pane. */
   function fit(pane, box) {
@@ -339,27 +417,31 @@
     const h = pane.clientHeight || 512;
     const units = Math.max((box[1] - box[0]) / w, (box[3] - box[2]) / h);
     const zoom = Math.log2(EXTENT / (TILE * units));
-    return { x: (box[0] + box[1]) / 2, y: (box[2] + box[3]) / 2, zoom: Number(zoom.toFixed(2)) };
+    return { x: exactOf((box[0] + box[1]) / 2), y: exactOf((box[2] + box[3]) / 2), zoom: Number(zoom.toFixed(2)) };
   }
 
-  function numbers(text, count) {
+  /** ``count`` comma-separated decimals as their texts, or null. */
+  function decimals(text, count) {
     if (typeof text !== "string") return null;
-    const parts = text.split(",");
-    if (parts.length !== count || parts.some((p) => p.trim() === "")) return null;
-    const values = parts.map(Number);
-    return values.every(Number.isFinite) ? values : null;
+    const parts = text.split(",").map((p) => p.trim());
+    if (parts.length !== count || parts.some((p) => exactOfDecimal(p) === null)) return null;
+    return parts;
+  }
+
+  /** A pane's view from the URL, "x,y,zoom" (decimals of any length, as written by ``hashOf``). */
+  function viewOf(text) {
+    const parts = decimals(text, 3);
+    const zoom = parts && Number(parts[2]);
+    return parts && Number.isFinite(zoom) ? { x: exactOfDecimal(parts[0]), y: exactOfDecimal(parts[1]), zoom } : null;
   }
 
   function readUrl() {
     const params = new URLSearchParams(location.hash.slice(1));
-    const c = numbers(params.get("c"), 2);
-    const m = numbers(params.get("m"), 3);
-    const j = numbers(params.get("j"), 3);
     const colormap = params.get("colormap");
     return {
-      c: c && c.map((v) => clamp(v, -COORD_LIMIT, COORD_LIMIT)),
-      m: m && { x: m[0], y: m[1], zoom: m[2] },
-      j: j && { x: j[0], y: j[1], zoom: j[2] },
+      c: decimals(params.get("c"), 2),
+      m: viewOf(params.get("m")),
+      j: viewOf(params.get("j")),
       colormap: COLORMAPS.includes(colormap) ? colormap : null,
     };
   }
@@ -368,7 +450,10 @@
   let urlTimer = 0;
 
   function hashOf() {
-    const v = (view) => `${view.x},${view.y},${view.zoom}`;
+    const v = (view) => {
+      const places = placesFor(view.zoom);
+      return `${decimalOf(view.x, places)},${decimalOf(view.y, places)},${view.zoom}`;
+    };
     return `#c=${state.c[0]},${state.c[1]}&m=${v(mandelbrot.view)}&j=${v(julia.view)}&colormap=${state.colormap}`;
   }
 
@@ -393,14 +478,14 @@
   const julia = new TileLayer($("julia"), "julia", () => fit($("julia"), JULIA_HOME), onViewChange);
 
   function showC() {
-    const [re, im] = state.c;
+    const [re, im] = state.cExact.map(floatOf);
     $("c-value").textContent = `${re.toFixed(4)} ${im < 0 ? "−" : "+"} ${Math.abs(im).toFixed(4)}i`;
-    $("c-value").title = `${re}, ${im}`;
+    $("c-value").title = `${state.c[0]}, ${state.c[1]}`;
     placeMarker();
   }
 
   function placeMarker() {
-    const [px, py] = mandelbrot.toScreen(state.c[0], state.c[1]);
+    const [px, py] = mandelbrot.toScreen(state.cExact[0], state.cExact[1]);
     const marker = $("marker");
     marker.style.left = `${px}px`;
     marker.style.top = `${py}px`;
@@ -412,18 +497,23 @@
     julia.setQuery(`c=${state.c[0]},${state.c[1]}&colormap=${state.colormap}`);
   }
 
+  /** c as decimal texts (kept as written: they are what the tiles and a job are asked for). */
+  function takeC(texts) {
+    state.cExact = texts.map((t) => clampExact(exactOfDecimal(t)));
+    state.c = texts.map((t, i) => (exactOfDecimal(t) === state.cExact[i] ? t : decimalOf(state.cExact[i], 20)));
+  }
+
   function setC(c) {
-    state.c = [clamp(c[0], -COORD_LIMIT, COORD_LIMIT), clamp(c[1], -COORD_LIMIT, COORD_LIMIT)];
+    takeC(c);
     showC();
     tileQueries();
     writeUrl();
   }
 
-  /** c from a point of the Mandelbrot pane, rounded to a hundredth of its pixels. */
+  /** c from a point of the Mandelbrot pane, to a hundredth of its pixels. */
   function cAt(px, py) {
-    const [re, im] = mandelbrot.toComplex(px, py);
-    const r = mandelbrot.res();
-    return [snap(re, r), snap(im, r)];
+    const places = placesFor(mandelbrot.view.zoom);
+    return mandelbrot.toComplex(px, py).map((v) => decimalOf(clampExact(v), places));
   }
 
   mandelbrot.afterDraw.push(placeMarker);
@@ -435,9 +525,12 @@
     let cursor = null;
     const show = () => {
       const level = layer.level();
-      const digits = clamp(Math.ceil(-Math.log10(layer.res())), 2, 16);
-      const where = cursor ? ` · ${cursor[0].toFixed(digits)}, ${cursor[1].toFixed(digits)}i` : "";
-      $(id).textContent = `zoom ${level} · ${maxIterFor(level)} iterations${where}`;
+      const places = clamp(Math.ceil(-Math.log10(layer.res())), 2, 340);
+      const where = cursor ? ` · ${decimalOf(cursor[0], places)}, ${decimalOf(cursor[1], places)}i` : "";
+      // Beyond float64's zooms the tiles are deep views: say so, with the pane's width in the plane.
+      const deep = level > MAX_LEVEL ? ` · deep · ${(layer.size()[0] * layer.res()).toExponential(1)} wide` : "";
+      layer.pane.classList.toggle("deep", level > MAX_LEVEL);
+      $(id).textContent = `zoom ${level} · ${maxIterFor(level).toLocaleString("en")} iterations${deep}${where}`;
     };
     layer.pane.addEventListener("readout", (e) => {
       cursor = e.detail;
@@ -461,7 +554,7 @@
     marker.addEventListener("pointermove", (e) => {
       if (e.pointerId !== dragging) return;
       const rect = mandelbrot.pane.getBoundingClientRect();
-      state.c = cAt(e.clientX - rect.left, e.clientY - rect.top);
+      takeC(cAt(e.clientX - rect.left, e.clientY - rect.top));
       showC();
       if (!timer) timer = setTimeout(() => { timer = 0; tileQueries(); }, JULIA_DRAG_DELAY_MS);
     });
@@ -486,7 +579,7 @@
   /** Apply the URL's state (on load, and when someone pastes a link into the address bar). */
   function applyUrl() {
     const given = readUrl();
-    state.c = given.c || DEFAULT_C.slice();
+    takeC(given.c || DEFAULT_C);
     state.colormap = given.colormap || COLORMAPS[0];
     $("colormap").value = state.colormap;
     mandelbrot.setView(given.m || mandelbrot.home());
@@ -531,7 +624,7 @@
     return {
       fractal: "julia",
       c: state.c.slice(),
-      center: [julia.view.x, julia.view.y],
+      center: [julia.view.x, julia.view.y].map((v) => decimalOf(v, placesFor(julia.view.zoom))),
       scale: Math.max(w * r, (h * r * width) / height),
       width,
       height,
