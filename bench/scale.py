@@ -546,6 +546,10 @@ def main() -> int:
     args = p.parse_args()
     if args.proxy:
         ensure_proxy()
+    # Every process of the run loads the kernels from one cache, compiled here first: otherwise a queue
+    # worker that starts without one compiles for a minute inside the timed job (as make test does it).
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
+    subprocess.run([sys.executable, "-m", "fractally.picture.warmup"], check=True, capture_output=True)
     logs = Path(tempfile.mkdtemp(prefix="scale-"))
     print(f"logs: {logs}; load average {os.getloadavg()[0]:.1f}")
     figures: dict[str, Any] = {"proxy": args.proxy, "latency_ms": args.latency_ms, "bandwidth_mbs": args.bandwidth_mbs,
