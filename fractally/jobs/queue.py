@@ -49,6 +49,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -59,6 +60,8 @@ from fractally.jobs import tasks
 from fractally.config import Settings
 from fractally.errors import FractallyError
 from fractally.jobs.invoke import Invoker, plan_batches
+from fractally.picture.spec import parse_spec
+from fractally.picture.tiling import grid
 from fractally.store import ObjectStore
 
 log = logging.getLogger("fractally.jobs.queue")
@@ -71,6 +74,12 @@ CONSUMER = "workers"
 #: checks the store and queues the assembly).
 TILES_HEADER = "Fractally-Tiles"
 TASKS_HEADER = "Fractally-Tasks"
+#: Headers on a task that is one part of a tile row: how many parts the row has in this round, and the
+#: round's id. Each part's worker leaves a row marker; the one that sees them all queues the row's band
+#: (``{"job", "bands": [row, row + 1]}`` on the assemble subject), as the HTTP invoker calls assemble for
+#: it. Markers are per round, so those of an earlier round of the job never count.
+ROW_PARTS_HEADER = "Fractally-Row-Parts"
+ROUND_HEADER = "Fractally-Round"
 #: How long done markers are kept (they only matter while a job runs).
 DONE_MAX_AGE = 24 * 3600.0
 #: Publishes in flight at once when the api queues a job.
@@ -113,6 +122,10 @@ class Subjects:
 
     def done(self, job_id: str) -> str:
         return f"{self.prefix}.done.{job_id}"
+
+    def row_done(self, job_id: str, row: int, round_id: str) -> str:
+        """A row part's marker: one token under the done stream's ``done.*``, like the job's."""
+        return f"{self.prefix}.done.{job_id}-r{row}-{round_id}"
 
     def of_job(self, job_id: str) -> str:
         """Every task subject of a job (tiles and assembly)."""
@@ -282,10 +295,22 @@ class QueueInvoker(Invoker):
         subject = self.subjects.tiles(job.id)
         batches = plan_batches(job.spec, indices, self._batches())
         headers = {TILES_HEADER: str(len(indices)), TASKS_HEADER: str(len(batches))}
+        cols = grid(job.spec)[1]
+        parts: dict[int, int] = {}  # row -> its parts, for the runs shorter than a row
+        for first, end in batches:
+            if end - first < cols:
+                parts[first // cols] = parts.get(first // cols, 0) + 1
+        round_id = uuid.uuid4().hex[:12]
+
+        def headers_of(first: int, end: int) -> dict[str, str]:
+            if end - first >= cols:
+                return headers
+            return {**headers, ROW_PARTS_HEADER: str(parts[first // cols]), ROUND_HEADER: round_id}
+
         for start in range(0, len(batches), PUBLISH_BATCH):
             await asyncio.gather(*(
                 js.publish(subject, json.dumps(job.batch_task(first, end)).encode(), stream=self.subjects.stream,
-                           headers=headers, timeout=10)
+                           headers=headers_of(first, end), timeout=10)
                 for first, end in batches[start:start + PUBLISH_BATCH]))
 
     async def _publish_assemble(self, js: Any, job_id: str) -> None:
@@ -327,6 +352,13 @@ def _label(body: Any) -> str:
     if isinstance(first, int) and isinstance(count, int) and count > 1:
         return f"tiles {first}-{first + count - 1}"
     return f"tile {first if isinstance(first, int) else body.get('tile')}"
+
+
+def _assemble_label(body: Any) -> str:
+    bands = body.get("bands") if isinstance(body, dict) else None
+    if isinstance(bands, list) and len(bands) == 2:
+        return f"the band of row {bands[0]}" if bands[1] == bands[0] + 1 else f"rows {bands[0]}-{bands[1] - 1}"
+    return "the final image"
 
 
 def retry_delay(delivered: int) -> float:
@@ -434,7 +466,7 @@ class Worker:
             log.error("dropping a malformed task on %s", msg.subject)
             await msg.term()
             return
-        label = _label(body) if kind == "tiles" else "the final image"
+        label = _label(body) if kind == "tiles" else _assemble_label(body)
         what = f"job {job_id} {label}"
         started = time.perf_counter()
         alive = asyncio.create_task(self._keep_alive(msg))
@@ -446,6 +478,8 @@ class Worker:
             log.info("%s: working (delivery %d of %d)", what, delivered, self.settings.max_deliveries)
             if kind == "tiles":
                 await self._run(tasks.render, body, self.store)
+            elif "bands" in body:
+                await self._run(tasks.assemble_bands, job_id, body["bands"], self.store)
             else:
                 result = await self._run(lambda: tasks.assemble(job_id, self.store, force=delivered > 1))
                 if result.get("status") == "incomplete":
@@ -456,7 +490,7 @@ class Worker:
             return
         try:
             if kind == "tiles":
-                await self._tiles_stored(job_id, msg.headers or {})
+                await self._tiles_stored(job_id, msg.headers or {}, body)
         except Exception as err:  # the tile is stored; retrying the task redoes only this check
             alive.cancel()
             await self._failed(msg, what, label, job_id, delivered, err)
@@ -484,8 +518,11 @@ class Worker:
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         await msg.term()
 
-    async def _tiles_stored(self, job_id: str, headers: dict[str, str]) -> None:
-        """Publish the task's done marker; if the job looks complete, check the store and queue assembly."""
+    async def _tiles_stored(self, job_id: str, headers: dict[str, str], body: dict[str, Any]) -> None:
+        """Publish the task's done marker (and its row's, for a part of a row, queueing the row's band
+        when its parts are all in); if the job looks complete, check the store and queue assembly."""
+        if ROW_PARTS_HEADER in headers:
+            await self._row_part_stored(job_id, headers, body)
         await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
         try:  # without the headers (a task from elsewhere), check the store after every task
             expected = max(1, int(headers.get(TASKS_HEADER) or headers.get(TILES_HEADER) or "1"))
@@ -501,6 +538,22 @@ class Worker:
         await self.js.publish(self.subjects.assemble(job_id), json.dumps({"job": job_id}).encode(),
                               stream=self.subjects.stream, timeout=10)
         log.info("job %s: every tile is stored; assembly queued", job_id)
+
+    async def _row_part_stored(self, job_id: str, headers: dict[str, str], body: dict[str, Any]) -> None:
+        """A part of a tile row is stored: leave its marker, and queue the row's band if it was the last.
+        Two parts finishing at once may both queue it: a band is made of stored tiles, the same bytes
+        each time (``tasks.assemble_bands``)."""
+        try:
+            parts = int(headers[ROW_PARTS_HEADER])
+            row = int(body["first"]) // grid(parse_spec(body["spec"]))[1]
+        except (KeyError, TypeError, ValueError, FractallyError):
+            return  # not a task this api wrote: the final assembly makes the row
+        marker = self.subjects.row_done(job_id, row, headers.get(ROUND_HEADER, "-"))
+        await self.js.publish(marker, b"", stream=self.subjects.done_stream, timeout=10)
+        if await count_on(self.js, self.subjects.done_stream, marker) >= parts:
+            await self.js.publish(self.subjects.assemble(job_id), json.dumps({"job": job_id, "bands": [row, row + 1]}).encode(),
+                                  stream=self.subjects.stream, timeout=10)
+            log.info("job %s: row %d is stored; its band queued", job_id, row)
 
     async def _on_max_deliveries(self, advisory: Any) -> None:
         """A task's last delivery was never acked (its worker died): fail the job, drop the task."""

@@ -151,3 +151,26 @@ def test_worker_dying_on_the_last_delivery_fails_the_job(
         assert tasks_left(invoker, job.id) == 0
     finally:
         invoker.close()
+
+
+def test_a_row_sent_in_parts_gets_its_band_made_by_a_task_of_its_own(
+        queue_settings: Settings, start_worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    """As the HTTP invoker calls assemble for a row cut into parts, the queue's last part of a row queues
+    the row's band; the result is still the bytes ``fractally render`` makes."""
+    settings = queue_settings.with_(batches=64)  # 16 tiles in 16 tasks: every row in 4 parts
+    spec = {"c": [-0.8, 0.156], "width": 64, "height": 64, "tile_size": 16, "max_iter": 200, "format": "png"}
+    worker = start_worker(settings)
+    invoker, job = submit(settings, spec)
+    try:
+        done = wait_status(invoker.store, job.id, {"done", "failed"})
+        assert done.status == "done", done.error
+        for row in range(4):
+            worker.wait_for(rf"job {job.id}: row {row} is stored; its band queued")
+            worker.wait_for(rf"job {job.id} the band of row {row}: done")
+    finally:
+        invoker.close()
+    clean = tmp_path / "clean.png"
+    subprocess.run([sys.executable, "-m", "fractally.cli", "render", "--c=-0.8,0.156", "--width", "64", "--height",
+                    "64", "--tile-size", "16", "--max-iter", "200", "-q", "-o", str(clean)],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert invoker.store.get(job.result_key) == clean.read_bytes()
