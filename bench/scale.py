@@ -277,6 +277,9 @@ def distributed(path: str, s3: S3Server, logs: Path, workers: int, env: dict[str
                              "-sd", tempfile.mkdtemp(prefix="nats-")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     env.update({"FRACTALLY_INVOKER": "queue", "FRACTALLY_NATS_URL": f"nats://127.0.0.1:{port}"})
+    # As many tasks as the HTTP invoker makes calls for the same workers (twice its calls in flight, two a
+    # worker): the api cannot count a queue's workers, so a deployment says it (docs/operations.md).
+    env.setdefault("FRACTALLY_BATCHES", str(4 * workers))
     procs: list[subprocess.Popen] = []
     try:
         with Stack(store_url=env["FRACTALLY_STORE_URL"], render_workers=1, env=env, log_dir=logs / path) as stack:
