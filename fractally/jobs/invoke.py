@@ -141,12 +141,10 @@ class Invoker(abc.ABC):
         encodes them all at the end."""
         runs = plan_batches(job.spec, indices, self.batch_target())
         if self.bands_assembled:
-            _, cols = grid(job.spec)
             with self._lock:
                 tracker = self._active[job.id]
-                for first, end in runs:
-                    if first % cols or end - first < cols:  # part of a row (runs never span two rows then)
-                        tracker.band_left[first // cols] = tracker.band_left.get(first // cols, 0) + end - first
+                for row, parts in row_parts(job.spec, runs).items():
+                    tracker.band_left[row] = sum(end - first for first, end in parts)
         for first, end in runs:
             self._send_batch(job, first, end)
 
@@ -557,6 +555,18 @@ def plan_batches(spec: RenderSpec, indices: list[int], target: int) -> list[tupl
         else:
             runs.append([index, index + 1])
     return [(first, end) for first, end in runs]
+
+
+def row_parts(spec: RenderSpec, runs: list[tuple[int, int]]) -> dict[int, list[tuple[int, int]]]:
+    """The runs of ``plan_batches`` that hold only part of their first tile row, by that row: the rows no
+    render_tile call makes a piece of, so an assemble call (HTTP) or task (queue) of their own makes it
+    once their parts are in."""
+    _, cols = grid(spec)
+    rows: dict[int, list[tuple[int, int]]] = {}
+    for first, end in runs:
+        if first % cols or end - first < cols:  # runs shorter than a row never span two rows
+            rows.setdefault(first // cols, []).append((first, end))
+    return rows
 
 
 def _url_list(setting: str) -> list[str]:

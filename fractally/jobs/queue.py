@@ -59,9 +59,7 @@ from fractally import jobs
 from fractally.jobs import tasks
 from fractally.config import Settings
 from fractally.errors import FractallyError
-from fractally.jobs.invoke import Invoker, plan_batches
-from fractally.picture.spec import parse_spec
-from fractally.picture.tiling import grid
+from fractally.jobs.invoke import Invoker, plan_batches, row_parts
 from fractally.store import ObjectStore
 
 log = logging.getLogger("fractally.jobs.queue")
@@ -74,10 +72,11 @@ CONSUMER = "workers"
 #: checks the store and queues the assembly).
 TILES_HEADER = "Fractally-Tiles"
 TASKS_HEADER = "Fractally-Tasks"
-#: Headers on a task that is one part of a tile row: how many parts the row has in this round, and the
-#: round's id. Each part's worker leaves a row marker; the one that sees them all queues the row's band
+#: Headers on a task that is one part of a tile row: the row, how many parts it has in this round, and
+#: the round's id. Each part's worker leaves a row marker; the one that sees them all queues the row's band
 #: (``{"job", "bands": [row, row + 1]}`` on the assemble subject), as the HTTP invoker calls assemble for
 #: it. Markers are per round, so those of an earlier round of the job never count.
+ROW_HEADER = "Fractally-Row"
 ROW_PARTS_HEADER = "Fractally-Row-Parts"
 ROUND_HEADER = "Fractally-Round"
 #: How long done markers are kept (they only matter while a job runs).
@@ -260,11 +259,10 @@ class QueueInvoker(Invoker):
         """
         if self.is_active(job.id):
             return False
-        self._call(lambda js: self._publish_job(js, job, indices), timeout=max(60.0, len(indices) / 50))
+        tasks_sent = self._call(lambda js: self._publish_job(js, job, indices), timeout=max(60.0, len(indices) / 50))
         log.info("job %s: %d tile(s) queued on %s", job.id, len(indices), self.subjects.tiles(job.id))
         with self._lock:
-            self._published[job.id] = (job, job.tiles_total - len(indices),
-                                       len(indices) / max(1, len(plan_batches(job.spec, indices, self._batches()))))
+            self._published[job.id] = (job, job.tiles_total - len(indices), len(indices) / max(1, tasks_sent))
             while len(self._published) > PUBLISHED_KEPT:
                 self._published.pop(next(iter(self._published)))
         return True
@@ -287,31 +285,28 @@ class QueueInvoker(Invoker):
             return None
         return job, min(job.tiles_total, present + round(done * per_task))
 
-    async def _publish_job(self, js: Any, job: jobs.Job, indices: list[int]) -> None:
+    async def _publish_job(self, js: Any, job: jobs.Job, indices: list[int]) -> int:
+        """Publish the job's tasks (its assembly if no tile is missing); how many tile tasks."""
         if not indices:
             await self._publish_assemble(js, job.id)
-            return
+            return 0
         await js.purge_stream(self.subjects.done_stream, subject=self.subjects.done(job.id))
         subject = self.subjects.tiles(job.id)
         batches = plan_batches(job.spec, indices, self._batches())
         headers = {TILES_HEADER: str(len(indices)), TASKS_HEADER: str(len(batches))}
-        cols = grid(job.spec)[1]
-        parts: dict[int, int] = {}  # row -> its parts, for the runs shorter than a row
-        for first, end in batches:
-            if end - first < cols:
-                parts[first // cols] = parts.get(first // cols, 0) + 1
         round_id = uuid.uuid4().hex[:12]
+        part_of = {run: {ROW_HEADER: str(row), ROW_PARTS_HEADER: str(len(runs)), ROUND_HEADER: round_id}
+                   for row, runs in row_parts(job.spec, batches).items() for run in runs}
 
         def headers_of(first: int, end: int) -> dict[str, str]:
-            if end - first >= cols:
-                return headers
-            return {**headers, ROW_PARTS_HEADER: str(parts[first // cols]), ROUND_HEADER: round_id}
+            return {**headers, **part_of[(first, end)]} if (first, end) in part_of else headers
 
         for start in range(0, len(batches), PUBLISH_BATCH):
             await asyncio.gather(*(
                 js.publish(subject, json.dumps(job.batch_task(first, end)).encode(), stream=self.subjects.stream,
                            headers=headers_of(first, end), timeout=10)
                 for first, end in batches[start:start + PUBLISH_BATCH]))
+        return len(batches)
 
     async def _publish_assemble(self, js: Any, job_id: str) -> None:
         await js.publish(self.subjects.assemble(job_id), json.dumps({"job": job_id}).encode(),
@@ -478,7 +473,7 @@ class Worker:
             log.info("%s: working (delivery %d of %d)", what, delivered, self.settings.max_deliveries)
             if kind == "tiles":
                 await self._run(tasks.render, body, self.store)
-            elif "bands" in body:
+            elif isinstance(body, dict) and "bands" in body:
                 await self._run(tasks.assemble_bands, job_id, body["bands"], self.store)
             else:
                 result = await self._run(lambda: tasks.assemble(job_id, self.store, force=delivered > 1))
@@ -490,7 +485,7 @@ class Worker:
             return
         try:
             if kind == "tiles":
-                await self._tiles_stored(job_id, msg.headers or {}, body)
+                await self._tiles_stored(job_id, msg.headers or {})
         except Exception as err:  # the tile is stored; retrying the task redoes only this check
             alive.cancel()
             await self._failed(msg, what, label, job_id, delivered, err)
@@ -518,11 +513,11 @@ class Worker:
         await asyncio.to_thread(jobs.mark_failed, self.store, job_id, message)
         await msg.term()
 
-    async def _tiles_stored(self, job_id: str, headers: dict[str, str], body: dict[str, Any]) -> None:
+    async def _tiles_stored(self, job_id: str, headers: dict[str, str]) -> None:
         """Publish the task's done marker (and its row's, for a part of a row, queueing the row's band
         when its parts are all in); if the job looks complete, check the store and queue assembly."""
         if ROW_PARTS_HEADER in headers:
-            await self._row_part_stored(job_id, headers, body)
+            await self._row_part_stored(job_id, headers)
         await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
         try:  # without the headers (a task from elsewhere), check the store after every task
             expected = max(1, int(headers.get(TASKS_HEADER) or headers.get(TILES_HEADER) or "1"))
@@ -539,14 +534,13 @@ class Worker:
                               stream=self.subjects.stream, timeout=10)
         log.info("job %s: every tile is stored; assembly queued", job_id)
 
-    async def _row_part_stored(self, job_id: str, headers: dict[str, str], body: dict[str, Any]) -> None:
+    async def _row_part_stored(self, job_id: str, headers: dict[str, str]) -> None:
         """A part of a tile row is stored: leave its marker, and queue the row's band if it was the last.
         Two parts finishing at once may both queue it: a band is made of stored tiles, the same bytes
         each time (``tasks.assemble_bands``)."""
         try:
-            parts = int(headers[ROW_PARTS_HEADER])
-            row = int(body["first"]) // grid(parse_spec(body["spec"]))[1]
-        except (KeyError, TypeError, ValueError, FractallyError):
+            row, parts = int(headers[ROW_HEADER]), int(headers[ROW_PARTS_HEADER])
+        except (KeyError, ValueError):
             return  # not a task this api wrote: the final assembly makes the row
         marker = self.subjects.row_done(job_id, row, headers.get(ROUND_HEADER, "-"))
         await self.js.publish(marker, b"", stream=self.subjects.done_stream, timeout=10)

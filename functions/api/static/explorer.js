@@ -499,8 +499,9 @@
 
   /** c as decimal texts (kept as written: they are what the tiles and a job are asked for). */
   function takeC(texts) {
-    state.cExact = texts.map((t) => clampExact(exactOfDecimal(t)));
-    state.c = texts.map((t, i) => (exactOfDecimal(t) === state.cExact[i] ? t : decimalOf(state.cExact[i], 20)));
+    const given = texts.map(exactOfDecimal);
+    state.cExact = given.map(clampExact);
+    state.c = texts.map((t, i) => (given[i] === state.cExact[i] ? t : decimalOf(state.cExact[i], 20)));
   }
 
   function setC(c) {
