@@ -10,6 +10,7 @@ Every figure is read off real processes: store requests from the S3 server's req
     .venv/bin/python bench/scale.py fanout                         # invocations/s of one api replica
     .venv/bin/python bench/scale.py status                         # poll latency and reads against tile count
     .venv/bin/python bench/scale.py assembly --max-side 32768      # assembly time and memory up to 1 gigapixel
+    .venv/bin/python bench/scale.py critical --runs 5              # a gigapixel's last band, merge and join
     .venv/bin/python bench/scale.py all --plot docs/scale.png --json bench/scale.json
 
 Each part prints a table; ``--json`` keeps the figures for the model in docs/scale.md.
@@ -475,6 +476,102 @@ def assembly(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
     return out
 
 
+GIGAPIXEL = {**TINY, "width": 32768, "height": 32768, "tile_size": 256}
+
+
+class OperationTimes:
+    """Seconds each S3 operation of a client takes, by operation name (botocore's call events):
+    which steps of a join are the store's own work (moto's is not S3's) and which are ours."""
+
+    def __init__(self, client: Any) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self._started: dict[int, float] = {}
+        client.meta.events.register("before-call.s3", self._before)
+        client.meta.events.register("after-call.s3", self._after)
+
+    def _before(self, **_: Any) -> None:
+        import threading
+        self._started[threading.get_ident()] = time.perf_counter()
+
+    def _after(self, model: Any, **_: Any) -> None:
+        import threading
+        started = self._started.pop(threading.get_ident(), None)
+        if started is not None:
+            self.seconds.setdefault(model.name, []).append(time.perf_counter() - started)
+
+
+def critical(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
+    """The steps a 1-gigapixel job (32768² in 256² tiles, PNG) takes after its last tile, each timed on
+    its own in this process against the store behind the proxy: the last row's band call (its 16
+    packs of 8 tiles read, coloured, compressed, stored, and merged with the small pieces before it),
+    and the final join, of pieces merged as they were stored against the same pieces unmerged.
+
+    Every row's piece is encoded here for real (the rows are rendered, not stored as tiles: only the
+    last row's packs are, as its band call reads them), in row order, merging as a band call does."""
+    from fractally import jobs
+    from fractally.config import Settings
+    from fractally.jobs import pieces, tasks
+    from fractally.picture.spec import parse_spec
+    from fractally.picture.tiling import band, grid, render_tile_arrays
+
+    out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d")}
+    with S3Server(logs / "s3-critical.log", args.latency_ms if args.proxy else 0, args.bandwidth_mbs) as s3:
+        stores = {name: Settings.from_env({**s3.env(), "FRACTALLY_STORE_URL": f"s3://{BUCKET}/{name}"}).open_store()
+                  for name in ("merged", "plain")}
+        stores["plain"].join_part_minimum = 0  # the same job as before merging existed
+        spec = parse_spec(GIGAPIXEL)
+        job, _ = jobs.create(stores["merged"], spec)
+        jobs.create(stores["plain"], spec)
+        rows, cols = grid(spec)
+        t = time.perf_counter()
+        merges = []
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            for r in range(rows - 1):
+                parts = list(pool.map(lambda t_: render_tile_arrays(spec, t_), band(spec, r)))
+                piece = pieces.encode(spec, r, [parts], pool)
+                for store in stores.values():
+                    pieces.store_piece(store, job.id, piece)
+                m0 = time.perf_counter()
+                if pieces.merge_near(stores["merged"], job, r) is not None:
+                    merges.append(time.perf_counter() - m0)
+        print(f"{rows - 1} rows encoded and stored in {time.perf_counter() - t:.0f} s; {len(merges)} merges,"
+              f" median {median(merges):.3f} s")
+        part = cols // 16
+        for store in stores.values():  # the last row as 16 batches of 8 tiles: its packs, no piece
+            for k in range(16):
+                tasks.render_batch(job.batch_task((rows - 1) * cols + k * part, (rows - 1) * cols + (k + 1) * part), store)
+        runs: dict[str, list[float]] = {"band_plain": [], "band_merged": [], "join_merged": [], "join_plain": []}
+        for _ in range(args.runs):
+            for name, store in stores.items():
+                last = [k for k in store.list(pieces.pieces_prefix(job.id)) if f"-{rows:07d}." in k]
+                store.delete_many([*last, job.result_key])  # the last row's piece, any merge it made, the result
+                t = time.perf_counter()
+                tasks.assemble_bands(job.id, [rows - 1, rows], store)
+                runs[f"band_{name}"].append(time.perf_counter() - t)
+            for name, store in stores.items():
+                by_first, sizes = pieces.stored(store, job)
+                chosen, missing = pieces.cover(by_first, rows)
+                assert not missing
+                mark = s3.mark()
+                timed = OperationTimes(store.client)
+                t = time.perf_counter()
+                pieces.join(store, job, chosen, sizes)
+                runs[f"join_{name}"].append(time.perf_counter() - t)
+                for op in ("CompleteMultipartUpload", "UploadPartCopy"):
+                    runs.setdefault(f"join_{name}_{op}", []).append(max(timed.seconds.get(op, [0.0])))
+                out[f"join_{name}_requests"] = dict(s3.requests_since(mark))
+                out[f"join_{name}_pieces"] = len(chosen)
+                out[f"join_{name}_piece_mb"] = [round(pieces.size_of(p, sizes) / 1e6, 2) for p in chosen]
+        shas = {name: hashlib.sha256(store.get(job.result_key)).hexdigest() for name, store in stores.items()}
+        out.update({k: median(v) for k, v in runs.items()}, runs=runs, merge_s=median(merges), merges=len(merges),
+                   identical=shas["merged"] == shas["plain"],
+                   result_mb=len(stores["merged"].get(job.result_key)) / 1e6)
+    print(f"last band call {out['band_plain']:.3f} s (with its merge {out['band_merged']:.3f} s); join of"
+          f" {out['join_plain_pieces']} row pieces {out['join_plain']:.3f} s, of {out['join_merged_pieces']}"
+          f" merged pieces {out['join_merged']:.3f} s; identical {out['identical']}; {out['result_mb']:.0f} MB")
+    return out
+
+
 def size_of_result(s3: S3Server) -> int:
     """The newest result object's size (the job just run)."""
     pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="data/jobs/")
@@ -530,7 +627,7 @@ def plot(figures: dict[str, Any], path: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["throughput", "fanout", "publish", "status", "assembly", "all"])
+    p.add_argument("part", choices=["throughput", "fanout", "publish", "status", "assembly", "critical", "all"])
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="render_tile workers (or queue workers)")
     p.add_argument("--sides", type=int, nargs="+", default=[1024, 2048])
@@ -561,13 +658,14 @@ def main() -> int:
         with S3Server(logs / "s3-calibrate.log", args.latency_ms, args.bandwidth_mbs) as s3:
             figures["store"] = s3.calibrate()
         print("store through the proxy:", {k: round(v, 1) for k, v in figures["store"].items()})
-    parts = ["throughput", "fanout", "publish", "status", "assembly"] if args.part == "all" else [args.part]
+    parts = ["throughput", "fanout", "publish", "status", "assembly", "critical"] if args.part == "all" else [args.part]
     for part in parts:
         print(f"\n== {part}")
         figures[part] = globals()[part](args, logs)
     figures["load_after"] = os.getloadavg()[0]
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    if args.json:  # parts run now replace theirs; the others' figures are kept
+        kept = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        Path(args.json).write_text(json.dumps({**kept, **figures}, indent=1) + "\n")
     if args.plot:
         plot(figures, args.plot)
     return 0

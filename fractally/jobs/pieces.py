@@ -18,13 +18,22 @@ Keys, per job (a piece is coloured, so it belongs to the job, not to the picture
 
 A PNG piece's name carries what the file's trailer needs from it (the Adler-32 of its raw rows and
 their length), so one listing of the job's pieces is all the joiner reads before it joins.
+
+**Merging.** S3 copies a piece inside the store only if it is at least 5 MiB (its part minimum,
+``ObjectStore.join_part_minimum``); a row's piece is often far smaller (a gigapixel PNG's rows are
+about 0.9 MB), and a join of small pieces reads every one of them through the joining process, which
+is then the slowest step of a big job. So whoever stores a piece also checks the run of small pieces
+around it, and once the run adds up to a part it is written again as one piece (``merge_near``):
+the merges happen while the job still renders, on many pods, and the final join copies the merged
+pieces where they are. A merged piece's bytes are its pieces' bytes in order, so the result does not
+depend on which merges happened; racing merges of one run write the same object.
 """
 
 from __future__ import annotations
 
 import io
 import re
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +42,7 @@ from fractally import jobs
 from fractally.picture.codec import adler32_combine, msgpack_layout, png_head, png_tail, write_band_chunks
 from fractally.picture.compose import CONTENT_TYPES, Band, _colour_and_deflate, _joined
 from fractally.picture.spec import RenderSpec
+from fractally.picture.tiling import grid
 from fractally.store import ObjectStore
 
 _PNG = re.compile(r"(\d{7})-(\d{7})\.png\.([0-9a-f]{8})\.(\d+)")
@@ -56,10 +66,19 @@ class Piece:
 
 def encode(spec: RenderSpec, first: int, bands: list[Band], pool: Executor | None = None) -> Piece:
     """Bands ``first``, ``first + 1``, ... (their tiles' arrays) as they appear in the result's file;
-    with a ``pool`` PNG bands are coloured and compressed in parallel."""
+    with a ``pool`` PNG bands are coloured and compressed in parallel.
+
+    The piece of band 0 starts with what the file has before it (PNG: signature and IHDR; msgpack:
+    the head before the counts and the middle before the smooth values), so that a join whose parts
+    must be big (S3's) copies that piece in place like any other instead of reading it to put the
+    head in front."""
     end = first + len(bands)
     if spec.format == "msgpack":
         counts, smooth = [], []
+        if first == 0:
+            layout = msgpack_layout(spec.width, spec.height, spec.max_iter, spec.normalized())
+            counts.append(layout.head)
+            smooth.append(layout.middle)
         for c, s in _joined(bands):
             counts.append(np.ascontiguousarray(c, "<u4").tobytes())
             smooth.append(np.ascontiguousarray(s, "<f4").tobytes())
@@ -67,6 +86,8 @@ def encode(spec: RenderSpec, first: int, bands: list[Band], pool: Executor | Non
     deflated = (pool.map(lambda b: _colour_and_deflate(spec, b), bands) if pool is not None
                 else (_colour_and_deflate(spec, b) for b in bands))
     out, adler, raw_len = io.BytesIO(), 1, 0
+    if first == 0:
+        out.write(png_head(spec.width, spec.height))
     for r, rows in enumerate(deflated, start=first):
         write_band_chunks(out, rows, first=r == 0)
         adler, raw_len = adler32_combine(adler, rows.adler, rows.raw_len), raw_len + rows.raw_len
@@ -133,17 +154,89 @@ def join(store: ObjectStore, job: jobs.Job, pieces: list[Piece], sizes: dict[str
     put-if-absent; True if this call wrote it."""
     spec = job.spec
     parts: list[str | bytes]
-    if spec.format == "msgpack":
-        layout = msgpack_layout(spec.width, spec.height, spec.max_iter, spec.normalized())
-        parts = [layout.head, *(p.parts["counts"] for p in pieces), layout.middle,
-                 *(p.parts["smooth"] for p in pieces)]
+    if spec.format == "msgpack":  # the first piece holds the head and the middle (``encode``)
+        parts = [*(p.parts["counts"] for p in pieces), *(p.parts["smooth"] for p in pieces)]
     else:
         adler = 1
         for p in pieces:
             adler = adler32_combine(adler, p.adler, p.raw_len)
-        parts = [png_head(spec.width, spec.height), *(p.parts["png"] for p in pieces), png_tail(adler)]
+        parts = [*(p.parts["png"] for p in pieces), png_tail(adler)]
     return store.join(job.result_key, parts, sizes=sizes, content_type=CONTENT_TYPES[spec.format],
                       if_absent=True)
+
+
+def size_of(piece: Piece, sizes: dict[str, int]) -> int:
+    """The piece's bytes in the result (stored parts by their listed size)."""
+    return sum(_sizes(piece, sizes))
+
+
+def _sizes(piece: Piece, sizes: dict[str, int]) -> list[int]:
+    return [sizes.get(v, 0) if isinstance(v, str) else len(v) for v in piece.parts.values()]
+
+
+def small_run(by_first: dict[int, list[Piece]], sizes: dict[str, int], rows: int, band: int,
+              minimum: int) -> list[Piece]:
+    """The consecutive small pieces, as the join would take them (``cover``), that include ``band``:
+    bounded by a missing band, a big piece or the image's edge. A piece is small if one of its objects
+    (a msgpack piece has two, joined apart) is under ``minimum`` bytes."""
+    run: list[Piece] = []
+    r = 0
+    while r < rows:
+        found = [p for p in by_first.get(r, ()) if p.end <= rows]
+        if found and min(_sizes(found[0], sizes)) < minimum:
+            run.append(found[0])
+            r = found[0].end
+            continue
+        if run and run[0].first <= band < run[-1].end:
+            return run
+        run = []
+        r = found[0].end if found else r + 1
+    return run if run and run[0].first <= band < run[-1].end else []
+
+
+def _due(run: list[Piece], sizes: dict[str, int], band: int, minimum: int) -> list[Piece]:
+    """The stretch of ``run`` holding ``band`` that is due for a merge: the run cut, from its start,
+    into stretches that just reach ``minimum`` (so a merge reads a part's worth, not a whole run
+    that racing writers left unmerged); none if ``band``'s stretch does not reach it."""
+    stretch: list[Piece] = []
+    totals = [0] * len(run[0].parts) if run else []
+    for piece in run:
+        stretch.append(piece)
+        totals = [t + n for t, n in zip(totals, _sizes(piece, sizes))]
+        if min(totals) >= minimum:
+            if stretch[0].first <= band < stretch[-1].end:
+                return stretch
+            stretch, totals = [], [0] * len(totals)
+    return []
+
+
+def merge_near(store: ObjectStore, job: jobs.Job, band: int) -> Piece | None:
+    """Once the small pieces around ``band`` (just stored by the caller) add up to a part the store
+    joins in place, store them as one piece; that piece, or None if no merge was due.
+
+    The last of a run's pieces to be stored sees the whole run (each caller lists after its own
+    write), so every run that reaches the minimum gets merged, by one caller or, racing, by two.
+    """
+    minimum = store.join_part_minimum
+    if not minimum:
+        return None  # the store joins pieces of any size where they are: nothing to gain
+    by_first, sizes = stored(store, job)
+    run = _due(small_run(by_first, sizes, grid(job.spec)[0], band, minimum), sizes, band, minimum)
+    if len(run) < 2:
+        return None
+    if store.exists(job.result_key):
+        return None  # joined already: a piece now would only be litter
+    keys = [key for p in run for key in p.parts.values()]
+    with ThreadPoolExecutor(min(8, len(keys))) as pool:
+        data = dict(zip(keys, pool.map(store.get, keys)))
+    adler, raw_len = 1, 0
+    for p in run:
+        adler, raw_len = adler32_combine(adler, p.adler, p.raw_len), raw_len + p.raw_len
+    kinds = run[0].parts.keys()
+    merged = Piece(run[0].first, run[-1].end, {k: b"".join(data[p.parts[k]] for p in run) for k in kinds},
+                   adler, raw_len)
+    store_piece(store, job.id, merged)
+    return merged
 
 
 def remove(store: ObjectStore, sizes: dict[str, int]) -> None:

@@ -103,6 +103,8 @@ def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
     if band_end > band_first:
         bands = [tiles[r * cols - first:(r + 1) * cols - first] for r in range(band_first, band_end)]
         written = pieces.store_piece(store, job_id, pieces.encode(spec, band_first, bands))
+        merged = pieces.merge_near(store, jobs.new_job(spec), band_first)
+        written += len(merged.parts) if merged else 0
     return {"job": job_id, "first": first, "count": end - first, "bands": max(0, band_end - band_first),
             "pieces": written, "seconds": {"render": t1 - started, "encode_store": time.perf_counter() - t1,
                                            "total": time.perf_counter() - started}}
@@ -202,7 +204,9 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         piece = pieces.encode(job.spec, first, list(_bands(store, job, reader=reader, rows=range(first, end))), pool)
     pieces.store_piece(store, job_id, piece)
-    return {"job": job_id, "bands": [first, end], "status": "done", "seconds": time.perf_counter() - started}
+    merged = pieces.merge_near(store, job, first)
+    return {"job": job_id, "bands": [first, end], "status": "done", "merged": merged is not None,
+            "seconds": time.perf_counter() - started}
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
@@ -299,8 +303,9 @@ def _join_pieces(store: ObjectStore, job: jobs.Job, reader: packs.TileReader) ->
                 made[r] = pieces.encode(job.spec, r, [parts], pool)
     ordered = sorted([*chosen, *made.values()], key=lambda p: p.first)
     written = pieces.join(store, job, ordered, sizes)
-    size = sum(sizes.get(v, 0) if isinstance(v, str) else len(v) for p in ordered for v in p.parts.values())
-    pieces.remove(store, sizes)
+    size = sum(pieces.size_of(p, sizes) for p in ordered)
+    # The pieces are only space now; one listed again also catches any a late merge stored since.
+    pieces.remove(store, {**sizes, **store.list_sizes(pieces.pieces_prefix(job.id))})
     return written, size, len(chosen)
 
 

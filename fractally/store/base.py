@@ -99,6 +99,10 @@ class ObjectStore(abc.ABC):
     reached, so callers can retry or answer 503 without knowing which backend is in use.
     """
 
+    #: ``join`` copies an object where it is only if it holds at least this many bytes (S3's part
+    #: minimum); smaller ones pass through the joining process. 0: any object joins where it is.
+    join_part_minimum: int = 0
+
     @abc.abstractmethod
     def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
         """Store ``data`` under ``key``, replacing any object there.

@@ -60,7 +60,8 @@ from fractally.store.base import (
 MIB = 1024 * 1024
 DEFAULT_PART_SIZE = 8 * MIB  # put_file holds one part in memory at a time
 _MIN_PART_SIZE = 5 * MIB  # S3's minimum for every part but the last
-JOIN_PARALLEL = 8  # parts of a join in flight at once, and objects read ahead of it
+JOIN_PARALLEL = 8  # uploaded parts of a join in flight at once, and objects read ahead of it
+JOIN_COPIES = 32  # parts of a join copied inside the store at once
 _END = object()
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # Codes that mean "this store cannot work as configured": answered as 503, not as the caller's fault.
@@ -80,6 +81,8 @@ class S3Store(ObjectStore):
     address clients use when it differs from the one the service uses (e.g. MinIO inside a
     cluster): presigned URLs are signed for that host, since a SigV4 signature covers the host.
     """
+
+    join_part_minimum = _MIN_PART_SIZE
 
     def __init__(
         self,
@@ -365,15 +368,17 @@ class S3Store(ObjectStore):
                                               PartNumber=number, **body)["ETag"]
                 return {"ETag": etag, "PartNumber": number}
 
-            # Parts go up JOIN_PARALLEL at a time (a copy inside the store takes a round trip and the
-            # copying; one after another, a few hundred pieces would take as many round trips).
-            with ThreadPoolExecutor(JOIN_PARALLEL, thread_name_prefix="s3-join") as pool:
-                in_flight = threading.BoundedSemaphore(JOIN_PARALLEL)
+            # Copies go up JOIN_COPIES at a time (each is a round trip and the store's copying, nothing
+            # held here), uploaded parts JOIN_PARALLEL at a time (that bounds the memory they hold).
+            with ThreadPoolExecutor(JOIN_COPIES + JOIN_PARALLEL, thread_name_prefix="s3-join") as pool:
+                slots = {"copy": threading.BoundedSemaphore(JOIN_COPIES),
+                         "upload": threading.BoundedSemaphore(JOIN_PARALLEL)}
 
                 def submit(**body: Any) -> None:
-                    in_flight.acquire()  # bounds the buffered parts held in memory too
+                    slot = slots["copy" if "CopySource" in body else "upload"]
+                    slot.acquire()
                     future = pool.submit(send, len(sent) + 1, body)
-                    future.add_done_callback(lambda _: in_flight.release())
+                    future.add_done_callback(lambda _: slot.release())
                     sent.append(future)
 
                 try:
@@ -402,27 +407,33 @@ class S3Store(ObjectStore):
             return written
 
     def _read_ahead(self, parts: Sequence[str | bytes], copied: set[str]) -> Iterator[bytes | None]:
-        """The bytes of each part in order (None for one to be copied in the store), the objects read
-        JOIN_PARALLEL ahead: a join of many small pieces waits about one round trip per JOIN_PARALLEL
-        pieces instead of one per piece, holding at most that many in memory."""
+        """The bytes of each part in order (None for one to be copied in the store), JOIN_PARALLEL
+        objects read ahead: a join of many small pieces waits about one round trip per JOIN_PARALLEL
+        pieces instead of one per piece, holding at most that many in memory. Parts to be copied take
+        no place among them, so the small pieces after a run of big ones are read while those copy."""
         with ThreadPoolExecutor(JOIN_PARALLEL, thread_name_prefix="s3-read") as pool:
             ahead: deque[Future | bytes | None] = deque()
             todo = iter(parts)
+            reading = 0
 
-            def queue_next() -> None:
-                part = next(todo, _END)
-                if part is _END:
-                    return
-                if isinstance(part, bytes) or part in copied:
-                    ahead.append(part if isinstance(part, bytes) else None)
-                else:
-                    ahead.append(pool.submit(self.get, part))
+            def fill() -> None:
+                nonlocal reading
+                while reading < JOIN_PARALLEL:
+                    part = next(todo, _END)
+                    if part is _END:
+                        return
+                    if isinstance(part, bytes) or part in copied:
+                        ahead.append(part if isinstance(part, bytes) else None)
+                    else:
+                        ahead.append(pool.submit(self.get, part))
+                        reading += 1
 
-            for _ in range(JOIN_PARALLEL):
-                queue_next()
+            fill()
             while ahead:
                 item = ahead.popleft()
-                queue_next()
+                if isinstance(item, Future):
+                    reading -= 1
+                fill()
                 yield item.result() if isinstance(item, Future) else item
 
     def delete_many(self, keys: Iterable[str]) -> None:

@@ -112,6 +112,55 @@ def test_bands_without_a_piece_are_made_by_the_assembly(store: ObjectStore) -> N
     assert store.get(jobs.new_job(parse_spec(SPEC)).result_key) == _expected(SPEC)
 
 
+def _store_rows(store: ObjectStore, job: jobs.Job, rows: list[int]) -> list[dict]:
+    """Render tile rows one batch each, in the order given (5 tiles a row)."""
+    return [tasks.render(job.batch_task(5 * r, min(5 * r + 5, 35)), store) for r in rows]
+
+
+def _row_piece_sizes(store: ObjectStore, job: jobs.Job) -> list[int]:
+    """Each row's own piece in bytes, stored with merging off."""
+    store.join_part_minimum = 0
+    _store_rows(store, job, list(range(7)))
+    by_first, sizes = pieces.stored(store, job)
+    return [pieces.size_of(by_first[r][0], sizes) for r in range(7)]
+
+
+def test_small_pieces_are_merged_once_they_add_up_to_a_part_the_store_copies(store: ObjectStore) -> None:
+    job, _ = jobs.create(store, parse_spec(SPEC))
+    minimum = int(1.5 * max(_row_piece_sizes(store, jobs.new_job(parse_spec({**SPEC, "max_iter": 81})))))
+    store.join_part_minimum = minimum
+    answers = _store_rows(store, job, list(range(7)))
+    by_first, sizes = pieces.stored(store, job)
+    merged = [p for runs in by_first.values() for p in runs if p.end - p.first > 1]
+    assert len(merged) >= 2 and sum(a["pieces"] for a in answers) == 7 + len(merged)
+    assert all(pieces.size_of(p, sizes) >= minimum for p in merged)
+    assert tasks.assemble(job.id, store)["pieces"] == len(pieces.cover(by_first, 7)[0]) < 7
+    assert store.get(job.result_key) == _expected(SPEC)
+    assert store.list(pieces.pieces_prefix(job.id)) == [], "merged and merging pieces alike are gone"
+
+
+def test_the_piece_that_completes_a_run_merges_it(store: ObjectStore) -> None:
+    """Rows 0, 2, then 1: row 2 alone is no run (row 1 is missing); row 1 joins all three."""
+    job, _ = jobs.create(store, parse_spec(SPEC))
+    s = _row_piece_sizes(store, jobs.new_job(parse_spec({**SPEC, "max_iter": 81})))
+    store.join_part_minimum = s[0] + s[1] + s[2] - 1  # rows 0 and 1 alone fall short of it
+    answers = _store_rows(store, job, [0, 2, 1])
+    assert [a["pieces"] for a in answers] == [1, 1, 2]
+    by_first, _ = pieces.stored(store, job)
+    assert [p.end for p in by_first[0]] == [3, 1], "the merged piece and row 0's own"
+
+
+def test_a_merged_msgpack_piece_joins_counts_and_smooth_apart(store: ObjectStore) -> None:
+    body = {**SPEC, "format": "msgpack"}
+    job, _ = jobs.create(store, parse_spec(body))
+    store.join_part_minimum = 1  # every piece is big enough: nothing to merge
+    assert [a["pieces"] for a in _store_rows(store, job, [0])] == [2]
+    store.join_part_minimum = 70 * 16 * 4 + 1  # one row's counts (u4) fall short; two rows reach it
+    assert [a["pieces"] for a in _store_rows(store, job, [1, 2, 3, 4, 5, 6])] == [2, 4, 2, 4, 2, 4]
+    assert tasks.assemble(job.id, store)["status"] == "done"
+    assert store.get(job.result_key) == _expected(body)
+
+
 def test_a_job_with_a_tile_missing_is_not_assembled(local_store: ObjectStore) -> None:
     answer = _run_job(local_store, SPEC, [(0, 34)])
     assert answer == {"job": answer["job"], "status": "incomplete", "missing": 1}
