@@ -485,6 +485,7 @@ class OperationTimes:
 
     def __init__(self, client: Any) -> None:
         self.seconds: dict[str, list[float]] = {}
+        self.timeline: list[tuple[str, float, float]] = []  # (operation, start, end), perf_counter
         self._started: dict[int, float] = {}
         client.meta.events.register("before-call.s3", self._before)
         client.meta.events.register("after-call.s3", self._after)
@@ -498,16 +499,25 @@ class OperationTimes:
         started = self._started.pop(threading.get_ident(), None)
         if started is not None:
             self.seconds.setdefault(model.name, []).append(time.perf_counter() - started)
+            self.timeline.append((model.name, started, time.perf_counter()))
+
+    def show(self, since: float) -> str:
+        """The operations from ``since`` on, one line each: start and end in ms, the operation."""
+        return "\n".join(f"  {(a - since) * 1e3:7.1f} {(b - since) * 1e3:7.1f}  {name}"
+                         for name, a, b in sorted(self.timeline, key=lambda x: x[1]) if a >= since)
 
 
 def critical(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
-    """The steps a 1-gigapixel job (32768² in 256² tiles, PNG) takes after its last tile, each timed on
-    its own in this process against the store behind the proxy: the last row's band call (its 16
-    packs of 8 tiles read, coloured, compressed, stored, and merged with the small pieces before it),
-    and the final join, of pieces merged as they were stored against the same pieces unmerged.
+    """What a 1-gigapixel job (32768² in 256² tiles, PNG: 128 rows of 128 tiles, each row in 16 batches
+    of 8 tiles, as the model cuts it) does after its last tile is computed, timed step by step in this
+    process against the store behind the proxy, as both invokers do it: the last batch's writes (pack,
+    row part), then the final assembly (queued by the task's done marker, or called by the HTTP
+    invoker), which makes the last row's band from its row parts and joins the pieces. Up to the
+    result written: the cleanup after it is not waited for (the status says done once it exists).
 
-    Every row's piece is encoded here for real (the rows are rendered, not stored as tiles: only the
-    last row's packs are, as its band call reads them), in row order, merging as a band call does."""
+    The other rows' pieces are encoded here for real and stored as band calls store them, merging as
+    they go ("merged"), or not ("unmerged": as before merging existed); their packs are stand-ins with
+    the right names (listed, never read: their pieces cover them)."""
     from fractally import jobs
     from fractally.config import Settings
     from fractally.jobs import pieces, tasks
@@ -516,59 +526,68 @@ def critical(args: argparse.Namespace, logs: Path) -> dict[str, Any]:
 
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d")}
     with S3Server(logs / "s3-critical.log", args.latency_ms if args.proxy else 0, args.bandwidth_mbs) as s3:
-        stores = {name: Settings.from_env({**s3.env(), "FRACTALLY_STORE_URL": f"s3://{BUCKET}/{name}"}).open_store()
-                  for name in ("merged", "plain")}
-        stores["plain"].join_part_minimum = 0  # the same job as before merging existed
+        store = Settings.from_env(s3.env()).open_store()
         spec = parse_spec(GIGAPIXEL)
-        job, _ = jobs.create(stores["merged"], spec)
-        jobs.create(stores["plain"], spec)
+        job, _ = jobs.create(store, spec)
         rows, cols = grid(spec)
+        per = cols // 16
+        last_row = [job.batch_task((rows - 1) * cols + k * per, (rows - 1) * cols + (k + 1) * per) for k in range(16)]
         t = time.perf_counter()
-        merges = []
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            for r in range(rows - 1):
-                parts = list(pool.map(lambda t_: render_tile_arrays(spec, t_), band(spec, r)))
-                piece = pieces.encode(spec, r, [parts], pool)
-                for store in stores.values():
-                    pieces.store_piece(store, job.id, piece)
+            row_pieces = [pieces.encode(spec, r, [list(pool.map(lambda t_: render_tile_arrays(spec, t_), band(spec, r)))], pool)
+                          for r in range(rows - 1)]
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda task: store.put(jobs.pack_key(job.pixels_hash, task["first"], task["first"] + task["count"]), b""),
+                          [job.batch_task(r * cols + k * per, r * cols + (k + 1) * per) for r in range(rows - 1) for k in range(16)]))
+        print(f"{rows - 1} rows encoded in {time.perf_counter() - t:.0f} s")
+
+        def stage() -> list[float]:
+            """Every row but the last stored as band calls store them (merging as they go), and 15 of
+            the last row's 16 batches: the moment before the job's last task ends. The merges' times."""
+            store.delete_many([k for k in store.list(jobs.job_prefix(job.id)) if k != jobs.manifest_key(job.id)])
+            merges = []
+            for piece in row_pieces:
+                pieces.store_piece(store, job.id, piece)
                 m0 = time.perf_counter()
-                if pieces.merge_near(stores["merged"], job, r) is not None:
+                if pieces.merge_near(store, job, piece.first) is not None:
                     merges.append(time.perf_counter() - m0)
-        print(f"{rows - 1} rows encoded and stored in {time.perf_counter() - t:.0f} s; {len(merges)} merges,"
-              f" median {median(merges):.3f} s")
-        part = cols // 16
-        for store in stores.values():  # the last row as 16 batches of 8 tiles: its packs, no piece
-            for k in range(16):
-                tasks.render_batch(job.batch_task((rows - 1) * cols + k * part, (rows - 1) * cols + (k + 1) * part), store)
-        runs: dict[str, list[float]] = {"band_plain": [], "band_merged": [], "join_merged": [], "join_plain": []}
+            for task in last_row[:-1]:
+                tasks.render_batch(task, store)
+            return merges
+
+        steps: dict[str, list[float]] = {}
+        minimum = store.join_part_minimum
         for _ in range(args.runs):
-            for name, store in stores.items():
-                last = [k for k in store.list(pieces.pieces_prefix(job.id)) if f"-{rows:07d}." in k]
-                store.delete_many([*last, job.result_key])  # the last row's piece, any merge it made, the result
-                t = time.perf_counter()
-                tasks.assemble_bands(job.id, [rows - 1, rows], store)
-                runs[f"band_{name}"].append(time.perf_counter() - t)
-            for name, store in stores.items():
-                by_first, sizes = pieces.stored(store, job)
-                chosen, missing = pieces.cover(by_first, rows)
-                assert not missing
-                mark = s3.mark()
+            for path in ("merged", "unmerged"):
+                store.join_part_minimum = 0 if path == "unmerged" else minimum
+                merges = stage()
+                steps.setdefault("merge", []).extend(merges)
+                t0 = time.perf_counter()
+                rendered = tasks.render_batch(last_row[-1], store)
+                t2 = time.perf_counter()
                 timed = OperationTimes(store.client)
-                t = time.perf_counter()
-                pieces.join(store, job, chosen, sizes)
-                runs[f"join_{name}"].append(time.perf_counter() - t)
-                for op in ("CompleteMultipartUpload", "UploadPartCopy"):
-                    runs.setdefault(f"join_{name}_{op}", []).append(max(timed.seconds.get(op, [0.0])))
-                out[f"join_{name}_requests"] = dict(s3.requests_since(mark))
-                out[f"join_{name}_pieces"] = len(chosen)
-                out[f"join_{name}_piece_mb"] = [round(pieces.size_of(p, sizes) / 1e6, 2) for p in chosen]
-        shas = {name: hashlib.sha256(store.get(job.result_key)).hexdigest() for name, store in stores.items()}
-        out.update({k: median(v) for k, v in runs.items()}, runs=runs, merge_s=median(merges), merges=len(merges),
-                   identical=shas["merged"] == shas["plain"],
-                   result_mb=len(stores["merged"].get(job.result_key)) / 1e6)
-    print(f"last band call {out['band_plain']:.3f} s (with its merge {out['band_merged']:.3f} s); join of"
-          f" {out['join_plain_pieces']} row pieces {out['join_plain']:.3f} s, of {out['join_merged_pieces']}"
-          f" merged pieces {out['join_merged']:.3f} s; identical {out['identical']}; {out['result_mb']:.0f} MB")
+                made = tasks.assemble(job.id, store)
+                if args.timeline:
+                    print(f"{path}: the final assembly's store requests, ms from its start\n{timed.show(t2)}")
+                result_at = t2 + made["result_after"]
+                copies = [(a, b) for op, a, b in timed.timeline if op == "UploadPartCopy"]
+                for name, seconds in {"batch_writes": t2 - t0 - rendered["seconds"]["render"],
+                                      "assembly": made["result_after"],
+                                      # the store's own work: copying pieces in place, completing the upload
+                                      "copies": max(b for _, b in copies) - min(a for a, _ in copies) if copies else 0.0,
+                                      "complete": sum(timed.seconds.get("CompleteMultipartUpload", [])),
+                                      "overhead": result_at - t0 - rendered["seconds"]["render"]}.items():
+                    steps.setdefault(f"{path}_{name}", []).append(seconds)
+                out[f"{path}_pieces_joined"] = made["pieces"]
+                sha = hashlib.sha256(store.get(job.result_key)).hexdigest()
+                out.setdefault("result_sha256", set()).add(sha)
+                print(f"{path}: overhead {steps[f'{path}_overhead'][-1]:.3f} s"
+                      f" ({', '.join(f'{k[len(path) + 1:]} {v[-1]:.3f}' for k, v in steps.items() if k.startswith(path))})")
+        out["result_mb"] = len(store.get(job.result_key)) / 1e6
+    out.update({k: median(v) for k, v in steps.items()}, steps=steps, merges_per_job=len(steps["merge"]) // args.runs,
+               identical_every_run=len(out.pop("result_sha256")) == 1)
+    print(f"median overhead after the last tile: {out['merged_overhead']:.3f} s (pieces unmerged {out['unmerged_overhead']:.3f} s);"
+          f" {out['merges_per_job']} merges of {out['merge']:.3f} s; the same result every run: {out['identical_every_run']}")
     return out
 
 
@@ -580,7 +599,7 @@ def size_of_result(s3: S3Server) -> int:
 
 
 def plot(figures: dict[str, Any], path: str) -> None:
-    panels = [k for k in ("throughput", "status", "assembly") if k in figures]
+    panels = [k for k in ("throughput", "status", "assembly", "critical") if k in figures]
     fig, axes = plot_axes(len(panels), width=4.6)
     for ax, name in zip(axes, panels):
         data = figures[name]
@@ -607,6 +626,21 @@ def plot(figures: dict[str, Any], path: str) -> None:
             ax2.set_ylabel("store reads per poll", fontsize=8)
             ax.legend(fontsize=7, loc="upper left")
             ax.set_title("status poll against tile count", fontsize=9)
+        elif name == "critical":
+            ways = ["unmerged", "merged"]
+            store_side = [data[f"{w}_copies"] + data[f"{w}_complete"] for w in ways]
+            ours = [data[f"{w}_overhead"] - st for w, st in zip(ways, store_side)]
+            ax.barh(ways, ours, color="#1b5f93", label="ours: writes, listings, last row, reads, parts")
+            ax.barh(ways, [data[f"{w}_copies"] for w in ways], left=ours, color="#7fb3d5", label="store: copies in place")
+            ax.barh(ways, [data[f"{w}_complete"] for w in ways], left=[o + data[f"{w}_copies"] for o, w in zip(ours, ways)],
+                    color="#d5dbdb", label="store: completing the upload")
+            for i, w in enumerate(ways):
+                ax.annotate(f"{data[f'{w}_overhead']:.2f} s", (data[f"{w}_overhead"], i), va="center", fontsize=7)
+            ax.axvline(2.0, color="#c0392b", linestyle="--", linewidth=1, label="2 s: the model's whole overhead")
+            ax.set_xlabel("seconds after the last tile, until the result is written", fontsize=8)
+            ax.set_xlim(0, max(3.0, max(data[f"{w}_overhead"] for w in ways) * 1.6))
+            ax.legend(fontsize=6, loc="upper right")
+            ax.set_title("1-gigapixel PNG: after its last tile (median)", fontsize=9)
         else:
             px = [data[s]["pixels"] / 1e6 for s in data]
             ax.plot(px, [data[s]["assembling_s"] for s in data], "o-", label="assembling phase, s")
@@ -641,6 +675,7 @@ def main() -> int:
                    help="talk to moto directly (default: also through the latency proxy where it says so)")
     p.add_argument("--latency-ms", type=float, default=LATENCY_MS)
     p.add_argument("--bandwidth-mbs", type=float, default=BANDWIDTH_MBS)
+    p.add_argument("--timeline", action="store_true", help="critical: print the final assembly's store requests")
     p.add_argument("--plot")
     p.add_argument("--json")
     args = p.parse_args()
@@ -665,8 +700,9 @@ def main() -> int:
     figures["load_after"] = os.getloadavg()[0]
     if args.json:  # parts run now replace theirs; the others' figures are kept
         kept = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-        Path(args.json).write_text(json.dumps({**kept, **figures}, indent=1) + "\n")
-    if args.plot:
+        figures = {**kept, **figures}
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+    if args.plot:  # with --json, every part it holds
         plot(figures, args.plot)
     return 0
 

@@ -171,7 +171,9 @@ class Invoker(abc.ABC):
                 r = first // grid(job.spec)[1]
                 if r in tracker.band_left:
                     left = tracker.band_left[r] = -1 if error is not None else tracker.band_left[r] - (end - first)
-                    if left == 0 and not tracker.failures:
+                    # The job's last tiles: the final assembly starts now and makes the row itself, from
+                    # its row parts, sooner than a call of its own would and then a join.
+                    if left == 0 and not tracker.failures and tracker.remaining > 0:
                         tracker.bands_pending += 1
                         band = r
         if band is not None:

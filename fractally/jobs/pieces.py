@@ -33,17 +33,19 @@ from __future__ import annotations
 
 import io
 import re
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Iterable
 
 import numpy as np
 
 from fractally import jobs
-from fractally.picture.codec import adler32_combine, msgpack_layout, png_head, png_tail, write_band_chunks
+from fractally.picture.codec import DeflatedRows, adler32_combine, msgpack_layout, png_head, png_tail, write_band_chunks
 from fractally.picture.compose import CONTENT_TYPES, Band, _colour_and_deflate, _joined
 from fractally.picture.spec import RenderSpec
 from fractally.picture.tiling import grid
 from fractally.store import ObjectStore
+from fractally.store.base import JoinPart
 
 _PNG = re.compile(r"(\d{7})-(\d{7})\.png\.([0-9a-f]{8})\.(\d+)")
 _ARRAYS = re.compile(r"(\d{7})-(\d{7})\.(counts|smooth)")
@@ -85,11 +87,16 @@ def encode(spec: RenderSpec, first: int, bands: list[Band], pool: Executor | Non
         return Piece(first, end, {"counts": b"".join(counts), "smooth": b"".join(smooth)})
     deflated = (pool.map(lambda b: _colour_and_deflate(spec, b), bands) if pool is not None
                 else (_colour_and_deflate(spec, b) for b in bands))
-    out, adler, raw_len = io.BytesIO(), 1, 0
+    return framed(spec, first, deflated)
+
+
+def framed(spec: RenderSpec, first: int, deflated: Iterable[DeflatedRows]) -> Piece:
+    """A PNG piece from bands already compressed (``encode``; ``fractally.jobs.rowparts``)."""
+    out, adler, raw_len, end = io.BytesIO(), 1, 0, first
     if first == 0:
         out.write(png_head(spec.width, spec.height))
-    for r, rows in enumerate(deflated, start=first):
-        write_band_chunks(out, rows, first=r == 0)
+    for end, rows in enumerate(deflated, start=first + 1):
+        write_band_chunks(out, rows, first=end == 1)
         adler, raw_len = adler32_combine(adler, rows.adler, rows.raw_len), raw_len + rows.raw_len
     return Piece(first, end, {"png": out.getvalue()}, adler, raw_len)
 
@@ -149,18 +156,27 @@ def cover(by_first: dict[int, list[Piece]], rows: int) -> tuple[list[Piece], lis
     return chosen, missing
 
 
-def join(store: ObjectStore, job: jobs.Job, pieces: list[Piece], sizes: dict[str, int]) -> bool:
-    """Write the result from ``pieces`` (covering every band, in order: stored or encoded here) with
-    put-if-absent; True if this call wrote it."""
+def join(store: ObjectStore, job: jobs.Job, pieces: list[Piece | Future[Piece]], sizes: dict[str, int]) -> bool:
+    """Write the result from ``pieces`` (covering every band, in order: stored, encoded here, or still
+    being encoded, which the store's join waits for when it reaches them) with put-if-absent; True if
+    this call wrote it."""
     spec = job.spec
-    parts: list[str | bytes]
-    if spec.format == "msgpack":  # the first piece holds the head and the middle (``encode``)
-        parts = [*(p.parts["counts"] for p in pieces), *(p.parts["smooth"] for p in pieces)]
-    else:
+
+    def part(p: Piece | Future[Piece], kind: str) -> JoinPart:
+        return p.parts[kind] if isinstance(p, Piece) else lambda: p.result().parts[kind]
+
+    def tail() -> bytes:
         adler = 1
         for p in pieces:
-            adler = adler32_combine(adler, p.adler, p.raw_len)
-        parts = [*(p.parts["png"] for p in pieces), png_tail(adler)]
+            done = p if isinstance(p, Piece) else p.result()
+            adler = adler32_combine(adler, done.adler, done.raw_len)
+        return png_tail(adler)
+
+    parts: list[JoinPart]
+    if spec.format == "msgpack":  # the first piece holds the head and the middle (``encode``)
+        parts = [*(part(p, "counts") for p in pieces), *(part(p, "smooth") for p in pieces)]
+    else:
+        parts = [*(part(p, "png") for p in pieces), tail]
     return store.join(job.result_key, parts, sizes=sizes, content_type=CONTENT_TYPES[spec.format],
                       if_absent=True)
 
@@ -229,16 +245,20 @@ def merge_near(store: ObjectStore, job: jobs.Job, band: int) -> Piece | None:
     keys = [key for p in run for key in p.parts.values()]
     with ThreadPoolExecutor(min(8, len(keys))) as pool:
         data = dict(zip(keys, pool.map(store.get, keys)))
-    adler, raw_len = 1, 0
-    for p in run:
-        adler, raw_len = adler32_combine(adler, p.adler, p.raw_len), raw_len + p.raw_len
-    kinds = run[0].parts.keys()
-    merged = Piece(run[0].first, run[-1].end, {k: b"".join(data[p.parts[k]] for p in run) for k in kinds},
-                   adler, raw_len)
+    merged = concatenated([replace(p, parts={k: data[v] for k, v in p.parts.items()}) for p in run])
     store_piece(store, job.id, merged)
     return merged
 
 
-def remove(store: ObjectStore, sizes: dict[str, int]) -> None:
-    """Delete the listed pieces once the result holds their bytes (they are only space now)."""
-    store.delete_many(sizes)
+def concatenated(run: list[Piece]) -> Piece:
+    """Consecutive pieces (their bytes at hand) as one: each kind's bytes one after another."""
+    adler, raw_len = 1, 0
+    for p in run:
+        adler, raw_len = adler32_combine(adler, p.adler, p.raw_len), raw_len + p.raw_len
+    return Piece(run[0].first, run[-1].end, {k: b"".join(p.parts[k] for p in run) for k in run[0].parts},
+                 adler, raw_len)
+
+
+def remove_all(store: ObjectStore, job_id: str) -> None:
+    """Delete the job's pieces once the result holds their bytes (listed now: late merges too)."""
+    store.delete_many(store.list(pieces_prefix(job_id)))

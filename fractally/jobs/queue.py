@@ -478,7 +478,8 @@ class Worker:
             else:
                 result = await self._run(lambda: tasks.assemble(job_id, self.store, force=delivered > 1))
                 if result.get("status") == "incomplete":
-                    log.warning("%s: %s tile(s) missing, not assembled", what, result.get("missing"))
+                    log.info("%s: not complete yet (%s tile(s) missing); the job's last task queues it again",
+                             what, result.get("missing"))
         except Exception as err:
             alive.cancel()
             await self._failed(msg, what, label, job_id, delivered, err)
@@ -515,24 +516,31 @@ class Worker:
 
     async def _tiles_stored(self, job_id: str, headers: dict[str, str]) -> None:
         """Publish the task's done marker (and its row's, for a part of a row, queueing the row's band
-        when its parts are all in); if the job looks complete, check the store and queue assembly."""
+        when its parts are all in); once the markers say the job is complete, queue its assembly.
+
+        The count can run ahead (a task done twice, its first ack lost, leaves two markers): then the
+        assembly finds a band it cannot make yet, answers "incomplete", and the real last task queues
+        it again. That is cheaper than listing the job's tiles here after every last task (thousands
+        of packs for a gigapixel); the assembly's own check lists no tiles when the pieces and row
+        parts cover the image. A task without the count (sent by something else) checks the store."""
         if ROW_PARTS_HEADER in headers:
             await self._row_part_stored(job_id, headers)
         await self.js.publish(self.subjects.done(job_id), b"", stream=self.subjects.done_stream, timeout=10)
-        try:  # without the headers (a task from elsewhere), check the store after every task
-            expected = max(1, int(headers.get(TASKS_HEADER) or headers.get(TILES_HEADER) or "1"))
+        try:
+            expected = int(headers.get(TASKS_HEADER) or headers.get(TILES_HEADER) or "0")
         except ValueError:
-            expected = 1
-        if await count_on(self.js, self.subjects.done_stream, self.subjects.done(job_id)) < expected:
+            expected = 0
+        if await count_on(self.js, self.subjects.done_stream, self.subjects.done(job_id)) < max(1, expected):
             return
-        job = await asyncio.to_thread(jobs.load, self.store, job_id)
-        missing = await asyncio.to_thread(jobs.missing_tiles, self.store, job)
-        if missing:
-            log.info("job %s: %d tile(s) still missing", job_id, len(missing))
-            return
+        if expected < 1:
+            job = await asyncio.to_thread(jobs.load, self.store, job_id)
+            missing = await asyncio.to_thread(jobs.missing_tiles, self.store, job)
+            if missing:
+                log.info("job %s: %d tile(s) still missing", job_id, len(missing))
+                return
         await self.js.publish(self.subjects.assemble(job_id), json.dumps({"job": job_id}).encode(),
                               stream=self.subjects.stream, timeout=10)
-        log.info("job %s: every tile is stored; assembly queued", job_id)
+        log.info("job %s: every task is done; assembly queued", job_id)
 
     async def _row_part_stored(self, job_id: str, headers: dict[str, str]) -> None:
         """A part of a tile row is stored: leave its marker, and queue the row's band if it was the last.

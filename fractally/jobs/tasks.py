@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from fractally import jobs
-from fractally.jobs import lease, packs, pieces
+from fractally.jobs import lease, packs, pieces, rowparts
 from fractally.store import orphans
 from fractally.picture.codec import encode_tile
 from fractally.picture.compose import CONTENT_TYPES, Band, Part, write_image
@@ -83,8 +83,9 @@ def render(task: Any, store: ObjectStore) -> dict[str, Any]:
 
 def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
     """Render a run of tiles and store them as one pack; the whole tile rows among them are also
-    coloured and encoded into the result's piece for those bands (``fractally.jobs.pieces``), so the
-    final assembly only joins. Two writes for the batch, whatever its size; no reads.
+    coloured and encoded into the result's piece for those bands (``fractally.jobs.pieces``), and the
+    rows they cover in part into row parts (``fractally.jobs.rowparts``), so the final assembly only
+    joins. No reads; the pack is written while the rest is encoded.
 
     Repeating a batch writes the same objects again (same keys, same bytes): harmless.
     """
@@ -97,14 +98,16 @@ def render_batch(task: dict, store: ObjectStore) -> dict[str, Any]:
         encoded.append(encode_tile(counts, smooth, spec.max_iter))
         tiles.append((counts, smooth))
     t1 = time.perf_counter()
-    store.put(jobs.pack_key(spec.pixels_hash(), first, end), packs.encode_pack(first, encoded))
-    band_first, band_end = -(-first // cols), end // cols  # the whole bands in [first, end)
-    written = 0
-    if band_end > band_first:
-        bands = [tiles[r * cols - first:(r + 1) * cols - first] for r in range(band_first, band_end)]
-        written = pieces.store_piece(store, job_id, pieces.encode(spec, band_first, bands))
-        merged = pieces.merge_near(store, jobs.new_job(spec), band_first)
-        written += len(merged.parts) if merged else 0
+    with ThreadPoolExecutor(1) as writer:
+        pack = writer.submit(store.put, jobs.pack_key(spec.pixels_hash(), first, end), packs.encode_pack(first, encoded))
+        written = rowparts.store_parts(store, job_id, spec, first, tiles)
+        band_first, band_end = -(-first // cols), end // cols  # the whole bands in [first, end)
+        if band_end > band_first:
+            bands = [tiles[r * cols - first:(r + 1) * cols - first] for r in range(band_first, band_end)]
+            written += pieces.store_piece(store, job_id, pieces.encode(spec, band_first, bands))
+            merged = pieces.merge_near(store, jobs.new_job(spec), band_first)
+            written += len(merged.parts) if merged else 0
+        pack.result()
     return {"job": job_id, "first": first, "count": end - first, "bands": max(0, band_end - band_first),
             "pieces": written, "seconds": {"render": t1 - started, "encode_store": time.perf_counter() - t1,
                                            "total": time.perf_counter() - started}}
@@ -200,13 +203,33 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
             or not 0 <= bands[0] < bands[1] <= rows):
         raise BadRequest(f"bands must be [first, end] with 0 <= first < end <= {rows}", "bands")
     first, end = bands
-    reader = packs.TileReader(store, job)
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        piece = pieces.encode(job.spec, first, list(_bands(store, job, reader=reader, rows=range(first, end))), pool)
+    piece = pieces.concatenated(_encoded(store, job, list(range(first, end))))
     pieces.store_piece(store, job_id, piece)
     merged = pieces.merge_near(store, job, first)
     return {"job": job_id, "bands": [first, end], "status": "done", "merged": merged is not None,
             "seconds": time.perf_counter() - started}
+
+
+def _encoded(store: ObjectStore, job: jobs.Job, rows: list[int]) -> list[pieces.Piece]:
+    """The pieces of bands ``rows``, each from its row parts if they cover it, else from its tiles."""
+    made, from_tiles = [], []
+    for r in rows:
+        chain = rowparts.covering(store, job, r) if job.spec.format == "png" else None
+        if chain:
+            made.append(pieces.framed(job.spec, r, [rowparts.deflated(store, job, r, chain)]))
+        else:
+            from_tiles.append(r)
+    return sorted([*made, *_from_tiles(store, job, from_tiles)], key=lambda p: p.first)
+
+
+def _from_tiles(store: ObjectStore, job: jobs.Job, rows: list[int], reader: packs.TileReader | None = None
+                ) -> list[pieces.Piece]:
+    """A piece for each of bands ``rows``, encoded from their tiles."""
+    if not rows:
+        return []
+    reader = reader or packs.TileReader(store, job)
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return [pieces.encode(job.spec, r, [parts], pool) for r, parts in zip(rows, _bands(store, job, reader=reader, rows=rows))]
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
@@ -237,12 +260,14 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
     job = jobs.load(store, job_id)
     if store.exists(job.result_key):
         return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
-    located = None
+    located, plan = None, None
     if ready is None:
-        located = jobs.tiles_located(store, job)
-        missing = job.tiles_total - sum(1 for i in located if i < job.tiles_total)
-        if missing:
-            return {"job": job_id, "status": "incomplete", "missing": missing}
+        plan = _plan(store, job)
+        if plan is None or plan.from_tiles:  # some rows are made from tiles: are they all stored?
+            located = jobs.tiles_located(store, job)
+            missing = job.tiles_total - sum(1 for i in located if i < job.tiles_total)
+            if missing:
+                return {"job": job_id, "status": "incomplete", "missing": missing}
     holder = lease.new_holder()
     if not force and not _claim(store, job_id, holder):
         return {"job": job_id, "status": "busy"}
@@ -257,12 +282,15 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
         # An assembler killed mid-write left its file in the scratch folder: gone with its claim.
         orphans.remove_orphans(getattr(store, "scratch_dir", None) or tempfile.gettempdir(), RESULT_TEMP)
         reader = packs.TileReader(store, job, located)
-        made = _join_pieces(store, job, reader) if ready is None else None
-        if made is not None:
-            written, size, joined = made
+        if plan is not None:
+            written, size, joined = _join_pieces(store, job, plan, reader)
         else:
             written, size = _write_result(store, job, _bands(store, job, ready, reader))
             joined = 0
+        result_after = time.perf_counter() - started
+        if ready is None:  # only space now that the result is written
+            pieces.remove_all(store, job_id)
+            rowparts.remove_all(store, job_id)
     finally:
         if renewal is not None:
             renewal.stop()  # before the release: no renewal brings the claim back
@@ -270,7 +298,7 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
         else:
             store.delete(jobs.claim_key(job_id))  # forced: the claim of the assembler this one replaces
     return {"job": job_id, "status": "done", "key": job.result_key, "written": written, "bytes": size,
-            "pieces": joined, "seconds": time.perf_counter() - started}
+            "pieces": joined, "seconds": time.perf_counter() - started, "result_after": result_after}
 
 
 def _write_result(store: ObjectStore, job: jobs.Job, bands: Iterable[Band]) -> tuple[bool, int]:
@@ -287,25 +315,53 @@ def _write_result(store: ObjectStore, job: jobs.Job, bands: Iterable[Band]) -> t
         Path(tmp).unlink(missing_ok=True)
 
 
-def _join_pieces(store: ObjectStore, job: jobs.Job, reader: packs.TileReader) -> tuple[bool, int, int] | None:
-    """The result joined from the bands' pieces (``fractally.jobs.pieces``), the bands no piece covers
-    encoded here from their tiles; None if no piece is stored (then one writer streams the whole
-    result: nothing to join). (written, bytes, pieces joined)."""
+@dataclass(frozen=True)
+class _Plan:
+    """How a result is made from what is stored: the pieces that cover most bands, and for each band
+    they leave out, its row parts or else its tiles."""
+
+    chosen: list[pieces.Piece]
+    sizes: dict[str, int]
+    from_parts: dict[int, list[tuple[int, str]]]
+    from_tiles: list[int]
+
+
+def _plan(store: ObjectStore, job: jobs.Job) -> _Plan | None:
+    """The plan from one listing of the pieces (and one of each uncovered band's row parts); None if no
+    piece is stored (then one writer streams the whole result from the tiles: nothing to join). When no
+    band needs its tiles the job is complete without listing them (2,048 packs for a gigapixel)."""
     by_first, sizes = pieces.stored(store, job)
     if not by_first:
         return None
-    rows, _ = grid(job.spec)
-    chosen, missing = pieces.cover(by_first, rows)
-    made = {}
-    if missing:
-        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-            for r, parts in zip(missing, _bands(store, job, reader=reader, rows=missing)):
-                made[r] = pieces.encode(job.spec, r, [parts], pool)
-    ordered = sorted([*chosen, *made.values()], key=lambda p: p.first)
-    written = pieces.join(store, job, ordered, sizes)
-    size = sum(pieces.size_of(p, sizes) for p in ordered)
-    # The pieces are only space now; one listed again also catches any a late merge stored since.
-    pieces.remove(store, {**sizes, **store.list_sizes(pieces.pieces_prefix(job.id))})
-    return written, size, len(chosen)
+    chosen, missing = pieces.cover(by_first, grid(job.spec)[0])
+    from_parts, from_tiles = {}, []
+    for r in missing:
+        chain = rowparts.covering(store, job, r) if job.spec.format == "png" else None
+        if chain:
+            from_parts[r] = chain
+        else:
+            from_tiles.append(r)
+    return _Plan(chosen, sizes, from_parts, from_tiles)
 
 
+def _join_pieces(store: ObjectStore, job: jobs.Job, plan: _Plan, reader: packs.TileReader) -> tuple[bool, int, int]:
+    """The result joined from the plan's pieces, the bands they leave out encoded here while the
+    store copies the pieces before them: (written, bytes, pieces joined)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="assemble-band") as making:
+        made: dict[int, Future[pieces.Piece]] = {
+            r: making.submit(lambda r=r, chain=chain: pieces.framed(job.spec, r, [rowparts.deflated(store, job, r, chain)]))
+            for r, chain in plan.from_parts.items()}
+        for r in plan.from_tiles:  # one thread: the reader is read in band order
+            made[r] = making.submit(lambda r=r: _from_tiles(store, job, [r], reader)[0])
+        ordered = _in_band_order(plan.chosen, made)
+        written = pieces.join(store, job, ordered, plan.sizes)
+        size = sum(pieces.size_of(p if isinstance(p, pieces.Piece) else p.result(), plan.sizes) for p in ordered)
+    return written, size, len(plan.chosen)
+
+
+def _in_band_order(chosen: list[pieces.Piece], made: dict[int, Future[pieces.Piece]]
+                   ) -> list[pieces.Piece | Future[pieces.Piece]]:
+    """Stored pieces and the bands being made, by first band."""
+    by_first: dict[int, pieces.Piece | Future[pieces.Piece]] = {p.first: p for p in chosen}
+    by_first.update(made)
+    return [by_first[first] for first in sorted(by_first)]

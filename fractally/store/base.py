@@ -11,7 +11,8 @@ import abc
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Union
 from pathlib import Path
 
 from fractally.errors import InvalidKey
@@ -19,6 +20,8 @@ from fractally.errors import InvalidKey
 MAX_KEY_LENGTH = 512
 MAX_SEGMENT_LENGTH = 255  # a file name's limit on every common filesystem
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+#: A part of ``ObjectStore.join``: an object's key, bytes, or a callable that gives bytes still being made.
+JoinPart = Union[str, bytes, Callable[[], bytes]]
 
 _KEY_CHARS = re.compile(r"[A-Za-z0-9._/-]*")
 _SEGMENT = r"(?!\.\.?(?:/|\Z))[A-Za-z0-9._-]{1,255}"  # not "." or "..", at most 255 characters
@@ -150,10 +153,12 @@ class ObjectStore(abc.ABC):
         """``list`` with each object's size in bytes (a backend that has them from its listing says so)."""
         return {key: len(self.get(key)) for key in self.list(prefix)}
 
-    def join(self, key: str, parts: Sequence[str | bytes], *, sizes: dict[str, int] | None = None,
+    def join(self, key: str, parts: Sequence[JoinPart], *, sizes: dict[str, int] | None = None,
              content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False) -> bool:
         """Store ``parts`` one after another as one object at ``key``: a ``str`` is the key of an object
-        to copy, ``bytes`` are bytes to write. True if written (``if_absent`` as in ``put_file``).
+        to copy, ``bytes`` are bytes to write, and a callable gives bytes still being made, called when
+        the join needs them (so a backend can copy the parts before it while they are made). True if
+        written (``if_absent`` as in ``put_file``).
 
         How band-parallel assembly makes one file from pieces made elsewhere. This default goes
         through a temporary file (memory: one part at a time); a backend that can join objects where
@@ -165,7 +170,7 @@ class ObjectStore(abc.ABC):
         try:
             with os.fdopen(fd, "wb") as out:
                 for part in parts:
-                    out.write(part if isinstance(part, bytes) else self.get(part))
+                    out.write(part if isinstance(part, bytes) else self.get(part) if isinstance(part, str) else part())
             return self.put_file(key, tmp, content_type, if_absent=if_absent)
         finally:
             Path(tmp).unlink(missing_ok=True)

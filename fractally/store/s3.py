@@ -50,6 +50,7 @@ from typing import Any
 from fractally.errors import KeyNotFound, StoreUnavailable
 from fractally.store.base import (
     DEFAULT_CONTENT_TYPE,
+    JoinPart,
     ObjectStore,
     check_expires,
     check_key,
@@ -331,26 +332,30 @@ class S3Store(ObjectStore):
                         sizes[key] = int(obj["Size"])
         return dict(sorted(sizes.items()))
 
-    def join(self, key: str, parts: Sequence[str | bytes], *, sizes: dict[str, int] | None = None,
+    def join(self, key: str, parts: Sequence[JoinPart], *, sizes: dict[str, int] | None = None,
              content_type: str = DEFAULT_CONTENT_TYPE, if_absent: bool = False) -> bool:
         """A multipart upload whose parts are, where they can be, the objects themselves, copied inside
         the store (``UploadPartCopy``): their bytes never pass through this process.
 
         Every part but the last must be at least 5 MiB, so small objects and inline bytes are read
         into a buffer sent once it reaches that size; an object of 5 MiB or more met with the buffer
-        empty is copied whole. A join under 5 MiB in all is one ``PutObject``.
+        empty is copied whole. A join under 5 MiB in all is one ``PutObject`` (parts still being
+        made count as nothing there: a join that needs them to reach 5 MiB waits for them first).
         """
         sizes = dict(sizes or {})
         for part in parts:
             if isinstance(part, str) and part not in sizes:
                 sizes[part] = self._size(part)
-        total = sum(len(p) if isinstance(p, bytes) else sizes[p] for p in parts)
+        total = sum(len(p) if isinstance(p, bytes) else sizes[p] if isinstance(p, str) else 0 for p in parts)
         name = self._full(key)
+        # ``if_absent`` rests on the conditional write alone (no HEAD first, as put_file has): a join's
+        # caller has just looked for the object, and here the HEAD would be a round trip on every job.
         condition = {"IfNoneMatch": "*"} if if_absent else {}
         with self._errors(key):
-            if if_absent and self._head(name):
-                return False
             copied = {p for p in parts if isinstance(p, str) and sizes[p] >= _MIN_PART_SIZE}
+            if total < _MIN_PART_SIZE:
+                parts = [p() if callable(p) else p for p in parts]
+                total = sum(len(p) if isinstance(p, bytes) else sizes[p] for p in parts)
             if total < _MIN_PART_SIZE:
                 data = b"".join(self._read_ahead(parts, copied=set()))
                 return self._conditional(lambda: self.client.put_object(
@@ -406,11 +411,12 @@ class S3Store(ObjectStore):
                 self._abort(name, upload_id)
             return written
 
-    def _read_ahead(self, parts: Sequence[str | bytes], copied: set[str]) -> Iterator[bytes | None]:
+    def _read_ahead(self, parts: Sequence[JoinPart], copied: set[str]) -> Iterator[bytes | None]:
         """The bytes of each part in order (None for one to be copied in the store), JOIN_PARALLEL
-        objects read ahead: a join of many small pieces waits about one round trip per JOIN_PARALLEL
-        pieces instead of one per piece, holding at most that many in memory. Parts to be copied take
-        no place among them, so the small pieces after a run of big ones are read while those copy."""
+        objects read (or parts being made waited for) ahead: a join of many small pieces waits about
+        one round trip per JOIN_PARALLEL pieces instead of one per piece, holding at most that many in
+        memory. Parts to be copied take no place among them, so the small pieces after a run of big
+        ones are read while those copy."""
         with ThreadPoolExecutor(JOIN_PARALLEL, thread_name_prefix="s3-read") as pool:
             ahead: deque[Future | bytes | None] = deque()
             todo = iter(parts)
@@ -425,7 +431,7 @@ class S3Store(ObjectStore):
                     if isinstance(part, bytes) or part in copied:
                         ahead.append(part if isinstance(part, bytes) else None)
                     else:
-                        ahead.append(pool.submit(self.get, part))
+                        ahead.append(pool.submit(self.get, part) if isinstance(part, str) else pool.submit(part))
                         reading += 1
 
             fill()

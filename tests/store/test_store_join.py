@@ -18,10 +18,32 @@ def test_join_writes_objects_and_inline_bytes_in_order(store: ObjectStore) -> No
     assert store.get("out") == b"<one-two->"
 
 
+def test_join_takes_bytes_still_being_made_from_a_callable(store: ObjectStore) -> None:
+    store.put("made/1", b"one-")
+    assert store.join("made-out", [b"<", "made/1", lambda: b"two", b">"]) is True
+    assert store.get("made-out") == b"<one-two>"
+
+
+def test_join_copies_big_pieces_before_a_part_still_being_made(store: ObjectStore) -> None:
+    """The multipart case: a callable after a copied piece, its bytes and the tail in the last part."""
+    big = os.urandom(6 * MIB)
+    store.put("made/big", big)
+    assert store.join("made-big", ["made/big", lambda: b"last", b"!"]) is True
+    assert store.get("made-big") == big + b"last!"
+
+
 def test_join_if_absent_leaves_an_existing_object(store: ObjectStore) -> None:
     store.put("p/1", b"new")
     store.put("out", b"old")
     assert store.join("out", ["p/1"], if_absent=True) is False
+    assert store.get("out") == b"old"
+
+
+def test_join_if_absent_of_big_parts_leaves_an_existing_object(store: ObjectStore) -> None:
+    """A multipart join (S3) as well: its completion is conditional."""
+    store.put("big/a", os.urandom(6 * MIB))
+    store.put("out", b"old")
+    assert store.join("out", ["big/a", b"tail"], if_absent=True) is False
     assert store.get("out") == b"old"
 
 
