@@ -12,6 +12,7 @@ Every figure is read off real processes: store requests from the S3 server's req
     .venv/bin/python bench/scale.py assembly --max-side 32768      # assembly time and memory up to 1 gigapixel
     .venv/bin/python bench/scale.py critical --runs 5              # a gigapixel's last band, merge and join
     .venv/bin/python bench/scale.py all --plot docs/scale.png --json bench/scale.json
+    .venv/bin/python bench/scale.py replot --json bench/scale.json --plot docs/scale.png   # the plot again, from the file
 
 Each part prints a table; ``--json`` keeps the figures for the model in docs/scale.md.
 """
@@ -630,16 +631,18 @@ def plot(figures: dict[str, Any], path: str) -> None:
             ways = ["unmerged", "merged"]
             store_side = [data[f"{w}_copies"] + data[f"{w}_complete"] for w in ways]
             ours = [data[f"{w}_overhead"] - st for w, st in zip(ways, store_side)]
-            ax.barh(ways, ours, color="#1b5f93", label="ours: writes, listings, last row, reads, parts")
-            ax.barh(ways, [data[f"{w}_copies"] for w in ways], left=ours, color="#7fb3d5", label="store: copies in place")
-            ax.barh(ways, [data[f"{w}_complete"] for w in ways], left=[o + data[f"{w}_copies"] for o, w in zip(ours, ways)],
-                    color="#d5dbdb", label="store: completing the upload")
+            ax.barh(ways, ours, height=0.4, color="#1b5f93", label="ours: writes, listings, last row, reads, parts")
+            ax.barh(ways, [data[f"{w}_copies"] for w in ways], height=0.4, left=ours, color="#7fb3d5",
+                    label="store (moto): copies in place")
+            ax.barh(ways, [data[f"{w}_complete"] for w in ways], height=0.4,
+                    left=[o + data[f"{w}_copies"] for o, w in zip(ours, ways)], color="#d5dbdb",
+                    label="store (moto): completing the upload")
             for i, w in enumerate(ways):
                 ax.annotate(f"{data[f'{w}_overhead']:.2f} s", (data[f"{w}_overhead"], i), va="center", fontsize=7)
             ax.axvline(2.0, color="#c0392b", linestyle="--", linewidth=1, label="2 s: the model's whole overhead")
             ax.set_xlabel("seconds after the last tile, until the result is written", fontsize=8)
             ax.set_xlim(0, max(3.0, max(data[f"{w}_overhead"] for w in ways) * 1.6))
-            ax.legend(fontsize=6, loc="upper right")
+            ax.legend(fontsize=6, loc="center right")
             ax.set_title("1-gigapixel PNG: after its last tile (median)", fontsize=9)
         else:
             px = [data[s]["pixels"] / 1e6 for s in data]
@@ -661,7 +664,8 @@ def plot(figures: dict[str, Any], path: str) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", choices=["throughput", "fanout", "publish", "status", "assembly", "critical", "all"])
+    p.add_argument("part", choices=["throughput", "fanout", "publish", "status", "assembly", "critical", "all", "replot"],
+                   help="replot: run nothing, draw --plot from the figures in --json")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="render_tile workers (or queue workers)")
     p.add_argument("--sides", type=int, nargs="+", default=[1024, 2048])
@@ -679,6 +683,11 @@ def main() -> int:
     p.add_argument("--plot")
     p.add_argument("--json")
     args = p.parse_args()
+    if args.part == "replot":
+        if not (args.json and args.plot):
+            p.error("replot needs --json (the figures) and --plot (the picture)")
+        plot(json.loads(Path(args.json).read_text()), args.plot)
+        return 0
     if args.proxy:
         ensure_proxy()
     # Every process of the run loads the kernels from one cache, compiled here first: otherwise a queue
