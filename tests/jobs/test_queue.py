@@ -174,3 +174,26 @@ def test_a_row_sent_in_parts_gets_its_band_made_by_a_task_of_its_own(
                     "64", "--tile-size", "16", "--max-iter", "200", "-q", "-o", str(clean)],
                    cwd=ROOT, check=True, capture_output=True)
     assert invoker.store.get(job.result_key) == clean.read_bytes()
+
+
+def test_a_done_count_that_runs_ahead_still_ends_in_one_result(
+        queue_settings: Settings, start_worker: Callable[..., WorkerProcess], tmp_path: Path) -> None:
+    """A task done twice (its first ack lost) leaves two markers, so the count reaches the job's before
+    its last task is done: the assembly is queued early, and again by the real last task."""
+    settings = queue_settings.with_(batches=4)
+    spec = {"c": [-0.8, 0.156], "width": 64, "height": 64, "tile_size": 32, "max_iter": 200, "format": "png"}
+    invoker, job = submit(settings, spec)
+    invoker._loop.run(invoker._jetstream().publish(invoker.subjects.done(job.id), b"",
+                                                   stream=invoker.subjects.done_stream), 10)
+    worker = start_worker(settings)
+    try:
+        done = wait_status(invoker.store, job.id, {"done", "failed"})
+        assert done.status == "done", done.error
+        worker.wait_for_nth(rf"job {job.id}: every task is done; assembly queued", 2)
+    finally:
+        invoker.close()
+    clean = tmp_path / "clean.png"
+    subprocess.run([sys.executable, "-m", "fractally.cli", "render", "--c=-0.8,0.156", "--width", "64", "--height",
+                    "64", "--tile-size", "32", "--max-iter", "200", "-q", "-o", str(clean)],
+                   cwd=ROOT, check=True, capture_output=True)
+    assert invoker.store.get(job.result_key) == clean.read_bytes()
