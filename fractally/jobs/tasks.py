@@ -258,11 +258,13 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
     """
     started = time.perf_counter()
     job = jobs.load(store, job_id)
-    if store.exists(job.result_key):
-        return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
-    located, plan = None, None
+    with ThreadPoolExecutor(1) as asking:  # the plan's listings while the result is looked for
+        done = asking.submit(store.exists, job.result_key)
+        plan = _plan(store, job) if ready is None else None
+        if done.result():
+            return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
+    located = None
     if ready is None:
-        plan = _plan(store, job)
         if plan is None or plan.from_tiles:  # some rows are made from tiles: are they all stored?
             located = jobs.tiles_located(store, job)
             missing = job.tiles_total - sum(1 for i in located if i < job.tiles_total)
