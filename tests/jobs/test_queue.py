@@ -70,6 +70,16 @@ def kill_mid_tile(worker: WorkerProcess, store: ObjectStore, job: jobs.Job, deli
     raise AssertionError(f"worker {worker.name} finished each of {tries} tiles before it could be stopped")
 
 
+def rendered_by_cli(spec: dict, tmp_path: Path) -> bytes:
+    """What ``fractally render`` writes for a julia ``spec`` of this module (c, size, tiles, max_iter)."""
+    clean = tmp_path / "clean.png"
+    c = ",".join(map(str, spec["c"]))
+    subprocess.run([sys.executable, "-m", "fractally.cli", "render", f"--c={c}", "--width", str(spec["width"]),
+                    "--height", str(spec["height"]), "--tile-size", str(spec["tile_size"]), "--max-iter",
+                    str(spec["max_iter"]), "-q", "-o", str(clean)], cwd=ROOT, check=True, capture_output=True)
+    return clean.read_bytes()
+
+
 def tasks_left(invoker: QueueInvoker, job_id: str) -> int:
     return invoker._loop.run(count_on(invoker._jetstream(), invoker.subjects.stream,
                                       invoker.subjects.of_job(job_id)), 10)
@@ -169,11 +179,7 @@ def test_a_row_sent_in_parts_gets_its_band_made_by_a_task_of_its_own(
             worker.wait_for(rf"job {job.id} the band of row {row}: done")
     finally:
         invoker.close()
-    clean = tmp_path / "clean.png"
-    subprocess.run([sys.executable, "-m", "fractally.cli", "render", "--c=-0.8,0.156", "--width", "64", "--height",
-                    "64", "--tile-size", "16", "--max-iter", "200", "-q", "-o", str(clean)],
-                   cwd=ROOT, check=True, capture_output=True)
-    assert invoker.store.get(job.result_key) == clean.read_bytes()
+    assert invoker.store.get(job.result_key) == rendered_by_cli(spec, tmp_path)
 
 
 def test_a_done_count_that_runs_ahead_still_ends_in_one_result(
@@ -192,8 +198,4 @@ def test_a_done_count_that_runs_ahead_still_ends_in_one_result(
         worker.wait_for_nth(rf"job {job.id}: every task is done; assembly queued", 2)
     finally:
         invoker.close()
-    clean = tmp_path / "clean.png"
-    subprocess.run([sys.executable, "-m", "fractally.cli", "render", "--c=-0.8,0.156", "--width", "64", "--height",
-                    "64", "--tile-size", "32", "--max-iter", "200", "-q", "-o", str(clean)],
-                   cwd=ROOT, check=True, capture_output=True)
-    assert invoker.store.get(job.result_key) == clean.read_bytes()
+    assert invoker.store.get(job.result_key) == rendered_by_cli(spec, tmp_path)
