@@ -25,7 +25,7 @@ from isal import isal_zlib
 
 from fractally import jobs
 from fractally.picture.codec import DeflatedRows, deflate_filtered, filtered_rows
-from fractally.picture.compose import Part, _colour_tile
+from fractally.picture.compose import Part, colour_tile
 from fractally.picture.spec import RenderSpec
 from fractally.picture.tiling import grid, tile
 from fractally.store import ObjectStore
@@ -64,7 +64,7 @@ def store_parts(store: ObjectStore, job_id: str, spec: RenderSpec, first: int, t
         raw = filtered_rows(parts[0][0].shape[0], sum(c.shape[1] for c, _ in parts))
         x0 = 0
         for counts, smooth in parts:
-            _colour_tile(spec, raw, x0, counts, smooth)
+            colour_tile(spec, raw, x0, counts, smooth)
             x0 += counts.shape[1]
         store.put(f"{rowparts_prefix(job_id, row)}{c0:07d}-{c1:07d}.rgb", isal_zlib.compress(raw[:, 1:].tobytes(), _LEVEL))
     return len(spans)

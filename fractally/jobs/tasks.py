@@ -203,33 +203,26 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
             or not 0 <= bands[0] < bands[1] <= rows):
         raise BadRequest(f"bands must be [first, end] with 0 <= first < end <= {rows}", "bands")
     first, end = bands
-    piece = pieces.concatenated(_encoded(store, job, list(range(first, end))))
+    reader = packs.TileReader(store, job)
+    piece = pieces.concatenated([_band_piece(store, job, r, _row_parts(store, job, r), reader) for r in range(first, end)])
     pieces.store_piece(store, job_id, piece)
     merged = pieces.merge_near(store, job, first)
     return {"job": job_id, "bands": [first, end], "status": "done", "merged": merged is not None,
             "seconds": time.perf_counter() - started}
 
 
-def _encoded(store: ObjectStore, job: jobs.Job, rows: list[int]) -> list[pieces.Piece]:
-    """The pieces of bands ``rows``, each from its row parts if they cover it, else from its tiles."""
-    made, from_tiles = [], []
-    for r in rows:
-        chain = rowparts.covering(store, job, r) if job.spec.format == "png" else None
-        if chain:
-            made.append(pieces.framed(job.spec, r, [rowparts.deflated(store, job, r, chain)]))
-        else:
-            from_tiles.append(r)
-    return sorted([*made, *_from_tiles(store, job, from_tiles)], key=lambda p: p.first)
+def _row_parts(store: ObjectStore, job: jobs.Job, band: int) -> list[tuple[int, str]] | None:
+    """The row parts that cover ``band`` (``rowparts.covering``); None for msgpack or if they do not."""
+    return rowparts.covering(store, job, band) if job.spec.format == "png" else None
 
 
-def _from_tiles(store: ObjectStore, job: jobs.Job, rows: list[int], reader: packs.TileReader | None = None
-                ) -> list[pieces.Piece]:
-    """A piece for each of bands ``rows``, encoded from their tiles."""
-    if not rows:
-        return []
-    reader = reader or packs.TileReader(store, job)
+def _band_piece(store: ObjectStore, job: jobs.Job, band: int, parts: list[tuple[int, str]] | None,
+                reader: packs.TileReader) -> pieces.Piece:
+    """The piece of one band: from its row ``parts`` if it has them, else from its tiles."""
+    if parts:
+        return pieces.framed(job.spec, band, [rowparts.deflated(store, job, band, parts)])
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        return [pieces.encode(job.spec, r, [parts], pool) for r, parts in zip(rows, _bands(store, job, reader=reader, rows=rows))]
+        return pieces.encode(job.spec, band, [next(_bands(store, job, reader=reader, rows=[band]))], pool)
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
@@ -265,7 +258,7 @@ def assemble(job_id: str, store: ObjectStore, *, force: bool = False,
             return {"job": job_id, "status": "done", "key": job.result_key, "written": False}
     located = None
     if ready is None:
-        if plan is None or plan.from_tiles:  # some rows are made from tiles: are they all stored?
+        if plan is None or None in plan.missing.values():  # bands made from tiles: are they all stored?
             located = jobs.tiles_located(store, job)
             missing = job.tiles_total - sum(1 for i in located if i < job.tiles_total)
             if missing:
@@ -319,13 +312,12 @@ def _write_result(store: ObjectStore, job: jobs.Job, bands: Iterable[Band]) -> t
 
 @dataclass(frozen=True)
 class _Plan:
-    """How a result is made from what is stored: the pieces that cover most bands, and for each band
-    they leave out, its row parts or else its tiles."""
+    """How a result is made from what is stored: the pieces that cover most bands, and each band they
+    leave out with its row parts (None: it is made from its tiles)."""
 
     chosen: list[pieces.Piece]
     sizes: dict[str, int]
-    from_parts: dict[int, list[tuple[int, str]]]
-    from_tiles: list[int]
+    missing: dict[int, list[tuple[int, str]] | None]
 
 
 def _plan(store: ObjectStore, job: jobs.Job) -> _Plan | None:
@@ -336,25 +328,15 @@ def _plan(store: ObjectStore, job: jobs.Job) -> _Plan | None:
     if not by_first:
         return None
     chosen, missing = pieces.cover(by_first, grid(job.spec)[0])
-    from_parts, from_tiles = {}, []
-    for r in missing:
-        chain = rowparts.covering(store, job, r) if job.spec.format == "png" else None
-        if chain:
-            from_parts[r] = chain
-        else:
-            from_tiles.append(r)
-    return _Plan(chosen, sizes, from_parts, from_tiles)
+    return _Plan(chosen, sizes, {r: _row_parts(store, job, r) for r in missing})
 
 
 def _join_pieces(store: ObjectStore, job: jobs.Job, plan: _Plan, reader: packs.TileReader) -> tuple[bool, int, int]:
-    """The result joined from the plan's pieces, the bands they leave out encoded here while the
-    store copies the pieces before them: (written, bytes, pieces joined)."""
+    """The result joined from the plan's pieces, the bands they leave out made here (one after another:
+    the reader goes in band order) while the store copies the pieces before them: (written, bytes,
+    pieces joined)."""
     with ThreadPoolExecutor(1, thread_name_prefix="assemble-band") as making:
-        made: dict[int, Future[pieces.Piece]] = {
-            r: making.submit(lambda r=r, chain=chain: pieces.framed(job.spec, r, [rowparts.deflated(store, job, r, chain)]))
-            for r, chain in plan.from_parts.items()}
-        for r in plan.from_tiles:  # one thread: the reader is read in band order
-            made[r] = making.submit(lambda r=r: _from_tiles(store, job, [r], reader)[0])
+        made = {r: making.submit(_band_piece, store, job, r, parts, reader) for r, parts in plan.missing.items()}
         ordered = _in_band_order(plan.chosen, made)
         written = pieces.join(store, job, ordered, plan.sizes)
         size = sum(pieces.size_of(p if isinstance(p, pieces.Piece) else p.result(), plan.sizes) for p in ordered)

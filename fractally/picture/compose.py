@@ -79,7 +79,7 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
         yield [f.result() for f in queue.popleft()]
 
 
-def _colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
+def colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
     """Colour one tile into its columns (from pixel ``x0``) of a band's ``filtered_rows``."""
     colour_into(raw[:, 1 + 3 * x0 : 1 + 3 * (x0 + counts.shape[1])], counts, smooth, spec.max_iter, spec.colormap)
 
@@ -90,7 +90,7 @@ def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
     raw = filtered_rows(rows, sum(c.shape[1] for c, _ in parts))
     x0 = 0
     for counts, smooth in parts:
-        _colour_tile(spec, raw, x0, counts, smooth)
+        colour_tile(spec, raw, x0, counts, smooth)
         x0 += counts.shape[1]
     return deflate_filtered(raw)
 
@@ -286,7 +286,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
         return filtered_rows(rows_of(tiles), spec.width)
 
     def place_png(raw: np.ndarray, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
-        _colour_tile(spec, raw, t.x0, counts, smooth)
+        colour_tile(spec, raw, t.x0, counts, smooth)
 
     # deflate_filtered finishes a band: one piece a band, as write_image makes, so the same bytes
     for piece in _render_placed(spec, pool, start_png, place_png, deflate_filtered, on_tile, lookahead):

@@ -12,8 +12,8 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from typing import Union
 from pathlib import Path
+from typing import Union
 
 from fractally.errors import InvalidKey
 
