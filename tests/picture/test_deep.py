@@ -217,17 +217,18 @@ def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
     script = (
         "from fractally.picture.spec import parse_spec\n"
         "from fractally.picture.tiling import render_tile_arrays, tile\n"
-        "from fractally.picture import perturb as p\n"
+        "from fractally.picture import bla, perturb as p\n"
         "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
         "render_tile_arrays(s, tile(s, 0))\n"
-        "for name in ('escape_time_deep', '_pixel'):\n"
-        "    for sig, asm in getattr(p, name).inspect_asm().items():\n"
+        "for module, name in ((p, 'escape_time_deep'), (p, '_pixel'), (bla, '_build'), (bla, '_merge_level')):\n"
+        "    for sig, asm in getattr(module, name).inspect_asm().items():\n"
         "        print('#### ' + name); print(asm)\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
+    assert proc.stdout.count("#### _build") == 1 and proc.stdout.count("#### _merge_level") == 1  # the BLA table
     fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
     assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
 
@@ -257,7 +258,7 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
     """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
     import numpy as np
 
-    from fractally.picture import orbit, perturb
+    from fractally.picture import bla, orbit, perturb
     from fractally.picture.skip import skip_for
     from fractally.picture.tiling import render_tile_arrays, tile
 
@@ -265,6 +266,7 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
     counts, _ = render_tile_arrays(spec, tile(spec, 0))
     ref, crit = orbit.orbits_for(spec)
     skip = skip_for(spec, ref)
+    table = bla.table_for(spec, ref).arrays()
     arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
     one = np.empty_like(counts)
     for i in range(spec.height):
@@ -272,5 +274,5 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
             ox = ((j + 0.5 - spec.width / 2) * spec.scale) / spec.width
             oy = -(((i + 0.5 - spec.height / 2) * spec.scale) / spec.width)
             one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
-                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke)[0]
+                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke, table)[0]
     assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
