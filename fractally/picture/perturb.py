@@ -24,11 +24,20 @@ minibrot's nucleus). While the reference entry is far larger than δ (no rebase
 can be due) the extended step keeps δ's exponent for many steps and costs two multiplies more than
 the plain one; the aligned sum is for entries near 0 (every period, inside a deep minibrot).
 
+**Bilinear approximation** (``fractally.picture.bla``, mandelbrot views): while δ is small against
+Z_m, 2^l steps from step m are one linear map δ ← A·δ + B·δc from a table built once per view. At
+each step (in the plain loop: from the pixel's start, a rebase or a return from extended form, until
+a step's own entry does not hold δ) the pixel takes the longest entry at m whose radius holds its
+|δ| and that ends before max_iter; in extended form A·δ's and B·δc's mantissas are summed at the
+larger exponent. Beside a deep minibrot a pixel crosses most of each period in a few jumps, up to
+2^900 times larger each, instead of hundreds of extended steps.
+
 **Same bits everywhere.** One reference per job (its bytes are the same wherever computed: MPFR
 rounds correctly), the pixel offset from the whole image's index (docs/api.md's formula, centre
-omitted), a fixed operation order, no fastmath, no FMA: every machine and every tiling gives the
-same counts. They are not the exact-arithmetic counts of the decimal coordinates: they agree on
-nearly every pixel (docs/benchmarks.md, "Deep views"; tests/picture/test_deep.py checks against mpmath).
+omitted), one BLA table per view (from the reference and the whole image's largest offset), a fixed
+operation order, no fastmath, no FMA: every machine and every tiling gives the same counts. They
+are not the exact-arithmetic counts of the decimal coordinates: they agree on nearly every pixel
+(docs/benchmarks.md, "Deep views"; tests/picture/test_deep.py checks against mpmath).
 """
 
 from __future__ import annotations
@@ -146,7 +155,7 @@ def _plain_entry(rp, offsets, counts, k, size, room):
     return best, steps
 
 
-@ngjit
+@inline
 def _fits(rm, rexp, idx, sm, se):
     """A δ of L1 norm sm·2^se (sm in [0.5, 1)) is inside entry ``idx``'s radius rm·2^rexp (rm in [0.5, 1),
     0 for none): an exact comparison, by exponents first."""
@@ -154,7 +163,7 @@ def _fits(rm, rexp, idx, sm, se):
     return rm[idx] != 0.0 and (e > se or (e == se and sm < rm[idx]))
 
 
-@ngjit
+@inline
 def _extended_entry(rm, rexp, offsets, counts, k, size, de, room):
     """``_plain_entry`` for a δ = D·2^de in extended form (``size`` = |D|'s L1 norm)."""
     if k < 0 or k >= counts[0] or room < 1 or rm[k] == 0.0:
@@ -177,7 +186,7 @@ def _extended_entry(rm, rexp, offsets, counts, k, size, de, room):
     return best, steps
 
 
-@ngjit
+@inline
 def _extended_jump(ar, ai, br, bi, dr, di, de, cr, ci, ce):
     """A·δ + B·δc with δ = (dr + i·di)·2^de and δc = (cr + i·ci)·2^ce: each product's mantissas
     (float64 holds them: |A|, |B| ≤ 2^900), summed at the larger exponent; (mantissas, exponent)."""

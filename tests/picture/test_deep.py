@@ -276,3 +276,111 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
             one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
                                        spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke, table)[0]
     assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
+
+
+# --- bilinear approximation (fractally/picture/bla.py) ---
+
+def _bla_spec(depth: str = "1e-400", max_iter: int = 3000):
+    return parse_spec({**_view("mandelbrot", depth, ("0", "0")), "width": 64, "height": 48, "max_iter": max_iter})
+
+
+def test_a_bla_entry_is_the_linear_recurrence_stepped_and_holds_within_its_radius():
+    """Each merged entry: A and B of stepping A ← 2Z·A, B ← 2Z·B + 1 over its steps (in mpmath), and a δ
+    just inside its radius, with the largest δc, stepped exactly (δ² kept) lands where A·δ + B·δc says."""
+    import mpmath
+    import numpy as np
+
+    from fractally.picture import bla, orbit
+
+    spec = _bla_spec()
+    ref = orbit.orbits_for(spec)[0]
+    table = bla.build(spec, ref)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(table.arrays(), bla.build(spec, ref).arrays()))
+    cm, ce = bla.largest_offset(spec)
+    checked = 0
+    with mpmath.workprec(200):
+        dc = mpmath.ldexp(mpmath.mpf(cm), ce) * mpmath.expjpi(mpmath.mpf(0.3))
+        for level in range(1, len(table.counts)):
+            for j in range(0, int(table.counts[level]), max(1, int(table.counts[level]) // 3)):
+                k = int(table.offsets[level]) + j
+                if table.rm[k] == 0.0:
+                    continue
+                first, steps = 1 + j * 2**level, 2**level
+                a, b = mpmath.mpc(1), mpmath.mpc(0)
+                zs = [mpmath.mpc(ref.re[m], ref.im[m]) for m in range(first, first + steps)]
+                for z in zs:
+                    a, b = 2 * z * a, 2 * z * b + 1
+                assert abs(mpmath.mpc(table.ar[k], table.ai[k]) - a) <= 2.0**-40 * abs(a)
+                assert abs(mpmath.mpc(table.br[k], table.bi[k]) - b) <= 2.0**-40 * abs(b)
+                d0 = mpmath.ldexp(mpmath.mpf(table.rm[k]), int(table.rexp[k])) * 0.7 * mpmath.expjpi(mpmath.mpf(0.1))
+                d = d0
+                for z in zs:
+                    d = 2 * z * d + d * d + dc
+                linear = a * d0 + b * dc
+                assert abs(d - linear) <= 2.0**-24 * (abs(a * d0) + abs(b * dc)), (level, j)
+                checked += 1
+    assert checked >= 10 and table.counts[0] == len(ref) - 2
+    assert np.any(table.rm[table.offsets[6]:] > 0)  # jumps of 64 steps and more exist
+
+
+def test_a_julia_view_has_no_bla_table():
+    from fractally.picture import bla, orbit
+
+    spec = parse_spec({**_view("julia-i", "1e-300", ("0", "0")), "width": 16, "height": 16, "max_iter": 2000})
+    assert bla.table_for(spec, orbit.orbits_for(spec)[0]).counts[0] == 0
+
+
+def _render_with(spec, table_of):
+    from fractally.picture import bla
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    real = bla.table_for
+    bla.table_for = table_of
+    try:
+        return render_tile_arrays(spec, tile(spec, 0))[0]
+    finally:
+        bla.table_for = real
+
+
+@pytest.mark.parametrize("where", ["1e-30", "1e-300", "minibrot"])
+def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_minibrot):
+    """The jumps change no count here (100 % in the benchmark too); a table with a wrong A changes them,
+    so the kernel does jump (in the plain loop at 1e-30, in extended form beside the minibrot)."""
+    import dataclasses
+
+    import numpy as np
+
+    from fractally.picture import bla, orbit
+
+    if where == "minibrot":
+        view = {k: v for k, v in deep_minibrot.items() if k != "period"}
+        spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
+    else:
+        spec = parse_spec({**_view("mandelbrot", where, ("0", "0")), "width": 48, "height": 36, "max_iter": 3000,
+                           "tile_size": 64})
+    table = bla.table_for(spec, orbit.orbits_for(spec)[0])
+    on = _render_with(spec, lambda s, r: table)
+    off = _render_with(spec, lambda s, r: bla.empty())
+    assert np.mean(on == off) >= 0.99 and len(np.unique(on)) > 5
+    wrong = dataclasses.replace(table, ar=table.ar * 1.5)
+    assert np.mean(_render_with(spec, lambda s, r: wrong) == on) < 0.9
+
+
+def test_deep_minibrot_tiles_join_without_seams(deep_minibrot):
+    """Beside the minibrot every pixel jumps many times a period: the table is the whole view's, not a tile's."""
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile, tile_count
+
+    view = {**{k: v for k, v in deep_minibrot.items() if k != "period"}, "width": 40, "height": 24, "max_iter": 12_000}
+    whole_spec = parse_spec({**view, "tile_size": 64})
+    tiled_spec = parse_spec({**view, "tile_size": 16})
+    whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
+    counts = np.zeros((24, 40), np.uint32)
+    smooth = np.zeros((24, 40), np.float32)
+    for index in range(tile_count(tiled_spec)):
+        t = tile(tiled_spec, index)
+        c, s = render_tile_arrays(tiled_spec, t)
+        counts[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = c
+        smooth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = s
+    assert counts.tobytes() == whole[0].tobytes() and smooth.tobytes() == whole[1].tobytes()
