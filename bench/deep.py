@@ -12,7 +12,8 @@
   and fractalshades on the same mandelbrot views (``--fractalshades-python``: it lives in its own
   virtual environment, built against the system's MPFR);
 * orbit: time and memory of the reference orbit against depth and max_iter (tracemalloc's peak while
-  computing it, and the stored object's size).
+  computing it, and the stored object's size);
+* bla: time and memory of the view's BLA table (``fractally.picture.bla``) against max_iter.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fractally.picture import orbit  # noqa: E402
+from fractally.picture import bla, orbit  # noqa: E402
 from fractally.picture.skip import skip_for  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
@@ -175,9 +176,24 @@ def orbit_cost(nucleus: list[str], depth: str, max_iter: int) -> dict:
             "stored_mb": round(len(result.to_bytes()) / 1e6, 2)}
 
 
+def table_cost(view: dict, label: str, max_iter: int) -> dict:
+    """Build time of the view's BLA table (median of 5, after a first build that loads numba's code) and
+    the memory it holds (the arrays are all it allocates)."""
+    spec = parse_spec({**view, "width": 1024, "height": 768, "max_iter": max_iter})
+    ref = orbit.orbits_for(spec)[0]
+    bla.build(spec, ref)
+    times = sorted(bla.build(spec, ref).seconds for _ in range(5))
+    table = bla.build(spec, ref)
+    jumps = [int(np.count_nonzero(table.rm[table.offsets[lv]:table.offsets[lv] + table.counts[lv]]))
+             for lv in range(len(table.counts))]
+    return {"view": label, "scale": view["scale"], "max_iter": max_iter, "steps": len(ref),
+            "seconds": round(times[2], 4), "mb": round(table.nbytes / 1e6, 2), "levels": len(table.counts),
+            "valid_entries_per_level": jumps}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["agreement", "speed", "orbit"])
+    parser.add_argument("--only", choices=["agreement", "speed", "orbit", "bla"])
     parser.add_argument("--samples", type=int, default=200, help="pixels per view checked against mpmath")
     parser.add_argument("--rounds", type=int, default=3, help="CLI runs per view (the best counts)")
     parser.add_argument("--json", help="write the figures to this file too")
@@ -211,6 +227,14 @@ def main() -> int:
             for max_iter in (1_000, 10_000, 50_000):
                 rows.append(orbit_cost(nucleus, depth, max_iter))
                 print(json.dumps(rows[-1]), file=sys.stderr)
+    if args.only in (None, "bla"):
+        rows = figures.setdefault("bla", [])
+        for max_iter in (1_000, 10_000, 50_000):
+            rows.append(table_cost(mini, f"minibrot p{period}", max_iter))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+        deepest = {"fractal": "mandelbrot", "center": nucleus, "scale": "1e-1000"}
+        rows.append(table_cost(deepest, "minibrot nucleus", 50_000))
+        print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps(figures, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

@@ -26,8 +26,8 @@ the plain one; the aligned sum is for entries near 0 (every period, inside a dee
 
 **Bilinear approximation** (``fractally.picture.bla``, mandelbrot views): while δ is small against
 Z_m, 2^l steps from step m are one linear map δ ← A·δ + B·δc from a table built once per view. At
-each step (in the plain loop: from the pixel's start, a rebase or a return from extended form, until
-a step's own entry does not hold δ) the pixel takes the longest entry at m whose radius holds its
+each step (in the plain loop: from a rebase or a return from extended form, until a step's own
+entry does not hold δ) the pixel takes the longest entry at m whose radius holds its
 |δ| and that ends before max_iter; in extended form A·δ's and B·δc's mantissas are summed at the
 larger exponent. Beside a deep minibrot a pixel crosses most of each period in a few jumps, up to
 2^900 times larger each, instead of hundreds of extended steps.
@@ -69,6 +69,10 @@ _PLAIN_T2 = 2.0**-100
 #: Reference entries at least 2^FAST_EXPONENT take the extended path's fast step (δ keeps its exponent).
 FAST_EXPONENT = -700
 _RESCALE_LOW, _RESCALE_HIGH = 2.0**-32, 2.0**32  # the fast step renormalises δ's mantissas outside these
+#: The plain loop looks for a jump every 2^PLAIN_LEVEL steps (steps 1 + j·8) and takes it only if it
+#: spans at least as many: a plain step costs about what the look does, and a shorter jump saves little.
+PLAIN_LEVEL = 3
+PLAIN_MASK = (1 << PLAIN_LEVEL) - 1
 
 
 if numba.config.DISABLE_JIT:  # plain Python (NUMBA_DISABLE_JIT=1): the same bits through struct
@@ -138,13 +142,21 @@ def _times(x, e):
 
 
 @inline
+def _plain_level(offsets, counts):
+    """(entries, offset) of the table's ``PLAIN_LEVEL``: (0, 0) when the table is shorter."""
+    if len(counts) <= PLAIN_LEVEL:
+        return 0, 0
+    return counts[PLAIN_LEVEL], offsets[PLAIN_LEVEL]
+
+
+@inline
 def _plain_entry(rp, offsets, counts, k, size, room):
     """The longest jump from table step ``k`` (step k + 1) for a δ of L1 norm ``size``, at most ``room``
-    steps, given that k's one-step entry holds it: (entry, steps). A longer jump's radius is never
-    larger (``fractally.picture.bla``), so the levels are tried upwards from the step's own."""
-    best = k
-    steps = 1
-    lv = 1
+    steps, given that k's ``PLAIN_LEVEL`` entry holds it: (entry, steps). A longer jump's radius is
+    never larger (``fractally.picture.bla``), so the levels are tried upwards."""
+    best = offsets[PLAIN_LEVEL] + (k >> PLAIN_LEVEL)
+    steps = 1 << PLAIN_LEVEL
+    lv = PLAIN_LEVEL + 1
     while lv < len(counts) and (k & ((1 << lv) - 1)) == 0 and (1 << lv) <= room:
         j = k >> lv
         if j >= counts[lv] or not size < rp[offsets[lv] + j]:
@@ -215,9 +227,7 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
     n0 = tcnt[0]
     steps = 0
-    # the plain loop tries jumps from the start, a rebase or a return from extended form until one
-    # does not fit: then δ has outgrown the radii (the check is most of a plain step's cost)
-    trying = True
+    n_plain, o_plain = _plain_level(toff, tcnt)
     # the difference δ at step skip_m (K·offset) and the per-pixel constant δc, as mantissas and exponents
     dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
     de = e + ke + off_exp
@@ -249,10 +259,10 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
             z2 = xr * xr + xi * xi
             if not z2 <= r2 or n >= max_iter:
                 break
-            if trying and m > 0:  # steps m … m + steps − 1 in one map (fractally.picture.bla)?
-                j = m - 1
+            j = m - 1
+            if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n + (1 << PLAIN_LEVEL) <= max_iter:
                 size = abs(dr) + abs(di)
-                if j < n0 and size < trp[j]:
+                if size < trp[o_plain + (j >> PLAIN_LEVEL)]:  # 8 or more steps in one map (bla)
                     idx, steps = _plain_entry(trp, toff, tcnt, j, size, max_iter - n)
                     ur = tbr[idx] * cr - tbi[idx] * ci
                     ui = tbr[idx] * ci + tbi[idx] * cr
@@ -268,7 +278,6 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
                         dr, di, de = _split(dr, di)
                         plain = False
                     continue
-                trying = False
             d2 = dr * dr + di * di
             if z2 < d2 or m == last:  # rebase onto the critical orbit, whose W₀ = 0
                 dr, di = xr, xi
@@ -278,7 +287,6 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
                 Zr = zre[0]
                 Zi = zim[0]
                 d2 = z2
-                trying = True
             tr = (Zr + Zr) + dr
             ti = (Zi + Zi) + di
             if extended and tr * tr + ti * ti < _PLAIN_T2:  # δc would matter: this step in extended form
@@ -310,7 +318,7 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
             n += steps
             if de > PLAIN_EXPONENT:
                 dr, di = _ldexp(dr, de), _ldexp(di, de)
-                plain = trying = True
+                plain = True
             continue
         Me = zx[m]
         if Me > FAST_EXPONENT and m != last and ce - de < 1000:
@@ -334,7 +342,7 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
                 de = de + e
                 if de > PLAIN_EXPONENT:
                     dr, di = _ldexp(dr, de), _ldexp(di, de)
-                    plain = trying = True
+                    plain = True
             continue
         Mr = zm[m]
         Mi = ze[m]
@@ -369,7 +377,7 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
         n += 1
         if de > PLAIN_EXPONENT:  # large enough for float64: the plain loop
             dr, di = _ldexp(dr, de), _ldexp(di, de)
-            plain = trying = True
+            plain = True
     return n, z2
 
 
@@ -389,7 +397,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
     view's BLA table (jumps as in ``_pixel``).
     """
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
-    n0 = tcnt[0]
+    n_plain, o_plain = _plain_level(toff, tcnt)
     cols = len(px)
     total = cols * len(py)
     crit_last = len(zr) - 1
@@ -402,7 +410,6 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
     m = np.zeros(LANES, np.int64)
     n = np.zeros(LANES, np.int64)
     at = np.full(LANES, -1, np.int64)
-    trying = np.zeros(LANES, np.bool_)
     following = 0
     busy = 0
     for k in range(LANES):
@@ -413,7 +420,6 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
             di[k] = kr * oy + ki * ox
             cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
             base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
-            trying[k] = True
             following += 1
             busy += 1
     while busy > 0:
@@ -436,16 +442,15 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
                     di[k] = kr * oy + ki * ox
                     cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
                     base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
-                    trying[k] = True
                     following += 1
                 else:
                     at[k] = -1
                     busy -= 1
                 continue
-            if trying[k] and m[k] > 0:  # a jump (as in ``_pixel``)?
-                j = m[k] - 1
+            j = m[k] - 1
+            if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n[k] + (1 << PLAIN_LEVEL) <= max_iter:
                 size = abs(dr[k]) + abs(di[k])
-                if j < n0 and size < trp[j]:
+                if size < trp[o_plain + (j >> PLAIN_LEVEL)]:  # a jump (as in ``_pixel``)
                     idx, steps = _plain_entry(trp, toff, tcnt, j, size, max_iter - n[k])
                     ur = tbr[idx] * cr[k] - tbi[idx] * ci[k]
                     ui = tbr[idx] * ci[k] + tbi[idx] * cr[k]
@@ -456,12 +461,10 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
                     m[k] += steps
                     n[k] += steps
                     continue
-                trying[k] = False
             d2 = dr[k] * dr[k] + di[k] * di[k]
             if z2 < d2 or a == last[k]:  # rebase onto the critical orbit, whose W₀ = 0
                 dr[k] = xr
                 di[k] = xi
-                trying[k] = True
                 base[k] = ref_len
                 last[k] = crit_last
                 m[k] = 0

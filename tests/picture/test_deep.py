@@ -253,15 +253,18 @@ def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exa
 @pytest.mark.parametrize("view", [
     {"fractal": "mandelbrot", "center": ["3.1e-102", "1"], "scale": "1e-100"},
     {"fractal": "julia", "c": ["0", "1"], "center": ["3.1e-42", "1"], "scale": "1e-40"},
+    "plain minibrot",
 ])
 def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
-    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
+    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits
+    (beside the minibrot of 1e-102 with BLA jumps every period)."""
     import numpy as np
 
     from fractally.picture import bla, orbit, perturb
     from fractally.picture.skip import skip_for
     from fractally.picture.tiling import render_tile_arrays, tile
 
+    view = _plain_minibrot() if view == "plain minibrot" else view
     spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
     counts, _ = render_tile_arrays(spec, tile(spec, 0))
     ref, crit = orbit.orbits_for(spec)
@@ -342,22 +345,34 @@ def _render_with(spec, table_of):
         bla.table_for = real
 
 
-@pytest.mark.parametrize("where", ["1e-30", "1e-300", "minibrot"])
+def _plain_minibrot() -> dict:
+    """A period-137 minibrot 1e-102 wide beside c = i, 8 times its size: a plain (not extended) deep view
+    whose pixels pass near 0 every period."""
+    from tests.support.reference import minibrot_nucleus
+
+    re_, im_, period, log_size = minibrot_nucleus(("3.1e-52", "1." + "0" * 51 + "7"), 480)
+    assert period == 137
+    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}
+
+
+@pytest.mark.parametrize("where", ["plain minibrot", "minibrot"])
 def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_minibrot):
     """The jumps change no count here (100 % in the benchmark too); a table with a wrong A changes them,
-    so the kernel does jump (in the plain loop at 1e-30, in extended form beside the minibrot)."""
+    so the kernel does jump (in the four-pixel plain loop beside a minibrot of 1e-102; in extended form
+    and in ``_pixel``'s plain loop beside the one of 3e-599)."""
     import dataclasses
 
     import numpy as np
 
-    from fractally.picture import bla, orbit
+    from fractally.picture import bla, orbit, perturb
 
     if where == "minibrot":
         view = {k: v for k, v in deep_minibrot.items() if k != "period"}
         spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
     else:
-        spec = parse_spec({**_view("mandelbrot", where, ("0", "0")), "width": 48, "height": 36, "max_iter": 3000,
-                           "tile_size": 64})
+        spec = parse_spec({**_plain_minibrot(), "width": 48, "height": 36, "max_iter": 8000, "tile_size": 64})
+        assert perturb.scale_parts(spec)[2] is False  # not extended: the four-pixel loop
     table = bla.table_for(spec, orbit.orbits_for(spec)[0])
     on = _render_with(spec, lambda s, r: table)
     off = _render_with(spec, lambda s, r: bla.empty())
