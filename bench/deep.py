@@ -6,7 +6,8 @@
 * agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating docs/api.md's rule on
   sampled pixels (``tests/support/reference.py``), at each depth, for views with detail at every depth
   (beside the Misiurewicz point c = i; at a repelling point of the julia set of -0.8+0.156i) and
-  beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside);
+  beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside)
+  and beside a shallower one in plain float64 (period 137, size 1e-102);
 * speed: ``fractally render`` (the CLI, all cores) on a deep view against a float64 view of about
   the same pixel-iterations (the sum of the counts), the render time the CLI prints and the wall time;
   and fractalshades on the same mandelbrot views (``--fractalshades-python``: it lives in its own
@@ -71,6 +72,17 @@ def minibrot_view() -> tuple[dict, int, float, list[str]]:
     re_, im_, period, log_size = minibrot_nucleus(MINIBROT_START, 2_600)
     scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
     return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}, period, log_size, [re_, im_]
+
+
+PLAIN_MINIBROT_START = ("3.1e-52", "1." + "0" * 51 + "7")  # beside c = i, at 1e-50
+
+
+def plain_minibrot_view() -> tuple[dict, int]:
+    """The period-137 minibrot (1e-102 wide) nearest ``PLAIN_MINIBROT_START``, 8 times its size: a deep view
+    in plain float64 (not extended) whose pixels pass near 0 every period. (view, period)."""
+    re_, im_, period, log_size = minibrot_nucleus(PLAIN_MINIBROT_START, 480)
+    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}, period
 
 
 # --------------------------------------------------------------------------- agreement
@@ -209,15 +221,19 @@ def main() -> int:
             for depth in DEPTHS:
                 rows.append({"view": f"typical {fractal}", **agreement(typical_view(fractal, depth), args.samples)})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-        rows.append({"view": f"beside a period-{period} minibrot",
-                     **agreement(mini, args.samples, max_iter=20_000)})
-        print(json.dumps(rows[-1]), file=sys.stderr)
+        plain, plain_period = plain_minibrot_view()
+        for label, view in ((f"beside a period-{plain_period} minibrot", plain),
+                            (f"beside a period-{period} minibrot", mini)):
+            rows.append({"view": label, **agreement(view, args.samples, max_iter=20_000)})
+            print(json.dumps(rows[-1]), file=sys.stderr)
     if args.only in (None, "speed"):
+        plain, plain_period = plain_minibrot_view()
         rows = figures.setdefault("speed", [])
         for label, view, max_iter in (("typical mandelbrot 1e-30", typical_view("mandelbrot", "1e-30"), 5_000),
                                       ("typical mandelbrot 1e-100", typical_view("mandelbrot", "1e-100"), 5_000),
                                       ("typical mandelbrot 1e-300", typical_view("mandelbrot", "1e-300"), 5_000),
                                       ("typical julia 1e-100", typical_view("julia", "1e-100"), 5_000),
+                                      (f"minibrot p{plain_period}", plain, 20_000),
                                       (f"minibrot p{period}", mini, 20_000)):
             rows.append(speed(view, label, max_iter, args.rounds, args.fractalshades_python))
             print(json.dumps(rows[-1]), file=sys.stderr)

@@ -47,7 +47,8 @@ _LIMIT = 2.0**LIMIT_EXPONENT
 _FLOOR = 2.0**-LIMIT_EXPONENT
 #: The exponent of a zero radius: below every other.
 ZERO_EXPONENT = -(2**40)
-TABLES_KEPT = 8
+#: Tables kept in memory per process (5.6 MB each at 50,000 steps, rebuilt in some 6 ms).
+TABLES_KEPT = 4
 
 
 @dataclass(frozen=True)
