@@ -50,6 +50,7 @@ import numpy as np
 from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
+from numba import literally
 
 from fractally.picture import bla
 from fractally.picture.kernel import CHUNK, STRIP_PIXELS, _finish_strip, _inv_two_log2, inline, ngjit
@@ -385,7 +386,7 @@ LANES = 4  # pixels in flight in the plain loop: their dependency chains overlap
 
 
 @ngjit
-def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, table, nbuf, mbuf):
+def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, table, jumps, nbuf, mbuf):
     """``_pixel``'s plain loop for a strip of a plain view, ``LANES`` pixels in flight.
 
     The same operations in the same order as ``_pixel`` for every pixel (so the same bits), but one
@@ -394,8 +395,10 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
     ``zr``/``zi``: the reference then the critical orbit, one after the other (``ref_len`` entries of
     the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
     (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.picture.skip``); ``table`` the
-    view's BLA table (jumps as in ``_pixel``).
+    view's BLA table (jumps as in ``_pixel``), ``jumps`` whether it has entries: a literal, so the loop is
+    compiled twice, and a julia set's has no trace of the look-up (it cost a julia view 8 %).
     """
+    literally(jumps)
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
     n_plain, o_plain = _plain_level(toff, tcnt)
     cols = len(px)
@@ -447,20 +450,21 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
                     at[k] = -1
                     busy -= 1
                 continue
-            j = m[k] - 1
-            if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n[k] + (1 << PLAIN_LEVEL) <= max_iter:
-                size = abs(dr[k]) + abs(di[k])
-                if size < trp[o_plain + (j >> PLAIN_LEVEL)]:  # a jump (as in ``_pixel``)
-                    idx, steps = _plain_entry(trp, toff, tcnt, j, size, max_iter - n[k])
-                    ur = tbr[idx] * cr[k] - tbi[idx] * ci[k]
-                    ui = tbr[idx] * ci[k] + tbi[idx] * cr[k]
-                    nr = (tar[idx] * dr[k] - tai[idx] * di[k]) + ur
-                    ni = (tar[idx] * di[k] + tai[idx] * dr[k]) + ui
-                    dr[k] = nr
-                    di[k] = ni
-                    m[k] += steps
-                    n[k] += steps
-                    continue
+            if jumps:  # a compile-time constant: a julia set's loop has no look at all
+                j = m[k] - 1
+                if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n[k] + 8 <= max_iter:
+                    size = abs(dr[k]) + abs(di[k])
+                    if size < trp[o_plain + (j >> PLAIN_LEVEL)]:  # a jump (as in ``_pixel``)
+                        idx, steps = _plain_entry(trp, toff, tcnt, j, size, max_iter - n[k])
+                        ur = tbr[idx] * cr[k] - tbi[idx] * ci[k]
+                        ui = tbr[idx] * ci[k] + tbi[idx] * cr[k]
+                        nr = (tar[idx] * dr[k] - tai[idx] * di[k]) + ur
+                        ni = (tar[idx] * di[k] + tai[idx] * dr[k]) + ui
+                        dr[k] = nr
+                        di[k] = ni
+                        m[k] += steps
+                        n[k] += steps
+                        continue
             d2 = dr[k] * dr[k] + di[k] * di[k]
             if z2 < d2 or a == last[k]:  # rebase onto the critical orbit, whose W₀ = 0
                 dr[k] = xr
@@ -510,6 +514,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
         px = np.empty(cols)
         for j in range(cols):
             px[j] = ((col0 + j) + 0.5 - half_w) * scale_m / width
+        jumps = len(table[8]) > PLAIN_LEVEL and table[8][PLAIN_LEVEL] > 0
         strip = max(1, STRIP_PIXELS // cols)
         nstrip = np.empty(strip * cols, np.int32)
         mstrip = np.empty(strip * cols, np.float64)
@@ -518,8 +523,12 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
             h = min(strip, rows - r0)
             for i in range(h):
                 py[i] = -((((row0 + r0 + i) + 0.5 - half_h) * scale_m) / width)
-            _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2, table,
-                         nstrip[:h * cols], mstrip[:h * cols])
+            if jumps:  # the loop compiled with the look for jumps, or (julia) without
+                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2, table, True,
+                             nstrip[:h * cols], mstrip[:h * cols])
+            else:
+                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2, table, False,
+                             nstrip[:h * cols], mstrip[:h * cols])
             _finish_strip(nstrip[:h * cols], mstrip[:h * cols], cols, max_iter, inv_two_log2_r, exponent,
                           mantissa, counts, smooth, r0)
         return
