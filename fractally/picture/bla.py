@@ -18,8 +18,9 @@ takes the largest level whose entry at m is valid for its |δ| (``fractally.pict
 beside a deep minibrot) and as a float64 for the plain loop (0 below 2^-1000); magnitudes are L1
 norms (|x| + |y|, an upper bound) where a larger value is the safe side and max norms where a smaller
 one is. An entry is left out (r = 0) where the reference nears the escape radius, where Z is below
-2^-900 (a deep minibrot's nucleus: nothing is linear there), or where |A| or |B| leaves
-[2^-900, 2^900]: float64 holds A·δ's mantissa and B·δc then, and a jump still multiplies δ by up to 2^900.
+2^-900 (a deep minibrot's nucleus: nothing is linear there), or where |A| leaves [2^-900, 2^900] or
+|B| passes 2^900: float64 holds A·δ's mantissa and B·δc then, and a jump still multiplies δ by up to
+2^900.
 
 For julia sets the table is empty (today's kernel: the pixels rebase onto another orbit than the
 reference, which would need two tables).
@@ -40,6 +41,7 @@ from fractally.picture.orbit import Orbit, inputs_for
 from fractally.picture.spec import RenderSpec
 
 #: r₀ = EPSILON·|2Z|: the dropped δ² is below EPSILON of the step (float64's rounding is 2^-53).
+#: 2^-24 to 2^-53 ran equally fast beside the deep minibrot (docs/benchmarks.md): the cautious middle.
 EPSILON = 2.0**-40
 #: |A| and |B| of an entry stay within 2^±LIMIT_EXPONENT (A·δ's mantissa and B·δc fit float64).
 LIMIT_EXPONENT = 900

@@ -396,7 +396,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
     the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
     (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.picture.skip``); ``table`` the
     view's BLA table (jumps as in ``_pixel``), ``jumps`` whether it has entries: a literal, so the loop is
-    compiled twice, and a julia set's has no trace of the look-up (it cost a julia view 8 %).
+    compiled twice, and a julia set's has no trace of the look-up (it cost a julia view 8-20 %).
     """
     literally(jumps)
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table

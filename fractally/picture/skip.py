@@ -9,10 +9,11 @@ While a pixel's difference δ from the reference is tiny against the reference i
 most of every pixel's iterations: at 1e-300 a pixel's δ needs some 700 steps to grow from 1e-300
 to where δ² shows. The skip M is the last step at which the bound (|A_m| + |B_m|)·d, with d the
 largest offset in the *whole image*, is still below ``TOLERANCE``·|Z_m| (julia: ``JULIA_TOLERANCE``;
-and the reference is well inside the escape radius): so it is one number per view, the same for every tile and machine, and
-each pixel starts at step M with δ_M = K·offset (K = A_M or B_M). The coefficients are iterated in
-MPFR at 64 bits (correctly rounded: the same bits everywhere; its exponent range holds the 1e400
-that K reaches at a 1e-400 view).
+and the reference is well inside the escape radius): so it is one number per view, the same for every
+tile and machine, and each pixel starts at step M with δ_M = K·offset (K = A_M or B_M). The
+coefficients are iterated in MPFR at 64 bits (correctly rounded: the same bits everywhere; its
+exponent range holds the 1e400 that K reaches at a 1e-400 view). Past the skip, mandelbrot pixels
+jump on per pixel by the bilinear approximation (``fractally.picture.bla``).
 """
 
 from __future__ import annotations
