@@ -6,13 +6,15 @@
 * agreement: views rendered by ``fractally.picture.perturb`` against mpmath iterating docs/api.md's rule on
   sampled pixels (``tests/support/reference.py``), at each depth, for views with detail at every depth
   (beside the Misiurewicz point c = i; at a repelling point of the julia set of -0.8+0.156i) and
-  beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside);
+  beside a deep minibrot (period 797, size 3e-599, found by Newton's method; counts 7,800 to 10,000, 11 % inside)
+  and beside a shallower one in plain float64 (period 137, size 1e-102);
 * speed: ``fractally render`` (the CLI, all cores) on a deep view against a float64 view of about
   the same pixel-iterations (the sum of the counts), the render time the CLI prints and the wall time;
   and fractalshades on the same mandelbrot views (``--fractalshades-python``: it lives in its own
   virtual environment, built against the system's MPFR);
 * orbit: time and memory of the reference orbit against depth and max_iter (tracemalloc's peak while
-  computing it, and the stored object's size).
+  computing it, and the stored object's size);
+* bla: time and memory of the view's BLA table (``fractally.picture.bla``) against max_iter.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fractally.picture import orbit  # noqa: E402
+from fractally.picture import bla, orbit  # noqa: E402
 from fractally.picture.skip import skip_for  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
@@ -70,6 +72,17 @@ def minibrot_view() -> tuple[dict, int, float, list[str]]:
     re_, im_, period, log_size = minibrot_nucleus(MINIBROT_START, 2_600)
     scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
     return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}, period, log_size, [re_, im_]
+
+
+PLAIN_MINIBROT_START = ("3.1e-52", "1." + "0" * 51 + "7")  # beside c = i, at 1e-50
+
+
+def plain_minibrot_view() -> tuple[dict, int]:
+    """The period-137 minibrot (1e-102 wide) nearest ``PLAIN_MINIBROT_START``, 8 times its size: a deep view
+    in plain float64 (not extended) whose pixels pass near 0 every period. (view, period)."""
+    re_, im_, period, log_size = minibrot_nucleus(PLAIN_MINIBROT_START, 480)
+    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}, period
 
 
 # --------------------------------------------------------------------------- agreement
@@ -175,9 +188,24 @@ def orbit_cost(nucleus: list[str], depth: str, max_iter: int) -> dict:
             "stored_mb": round(len(result.to_bytes()) / 1e6, 2)}
 
 
+def table_cost(view: dict, label: str, max_iter: int) -> dict:
+    """Build time of the view's BLA table (median of 5, after a first build that loads numba's code) and
+    the memory it holds (the arrays are all it allocates)."""
+    spec = parse_spec({**view, "width": 1024, "height": 768, "max_iter": max_iter})
+    ref = orbit.orbits_for(spec)[0]
+    bla.build(spec, ref)
+    times = sorted(bla.build(spec, ref).seconds for _ in range(5))
+    table = bla.build(spec, ref)
+    jumps = [int(np.count_nonzero(table.rm[table.offsets[lv]:table.offsets[lv] + table.counts[lv]]))
+             for lv in range(len(table.counts))]
+    return {"view": label, "scale": view["scale"], "max_iter": max_iter, "steps": len(ref),
+            "seconds": round(times[2], 4), "mb": round(table.nbytes / 1e6, 2), "levels": len(table.counts),
+            "valid_entries_per_level": jumps}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["agreement", "speed", "orbit"])
+    parser.add_argument("--only", choices=["agreement", "speed", "orbit", "bla"])
     parser.add_argument("--samples", type=int, default=200, help="pixels per view checked against mpmath")
     parser.add_argument("--rounds", type=int, default=3, help="CLI runs per view (the best counts)")
     parser.add_argument("--json", help="write the figures to this file too")
@@ -193,15 +221,19 @@ def main() -> int:
             for depth in DEPTHS:
                 rows.append({"view": f"typical {fractal}", **agreement(typical_view(fractal, depth), args.samples)})
                 print(json.dumps(rows[-1]), file=sys.stderr)
-        rows.append({"view": f"beside a period-{period} minibrot",
-                     **agreement(mini, args.samples, max_iter=20_000)})
-        print(json.dumps(rows[-1]), file=sys.stderr)
+        plain, plain_period = plain_minibrot_view()
+        for label, view in ((f"beside a period-{plain_period} minibrot", plain),
+                            (f"beside a period-{period} minibrot", mini)):
+            rows.append({"view": label, **agreement(view, args.samples, max_iter=20_000)})
+            print(json.dumps(rows[-1]), file=sys.stderr)
     if args.only in (None, "speed"):
+        plain, plain_period = plain_minibrot_view()
         rows = figures.setdefault("speed", [])
         for label, view, max_iter in (("typical mandelbrot 1e-30", typical_view("mandelbrot", "1e-30"), 5_000),
                                       ("typical mandelbrot 1e-100", typical_view("mandelbrot", "1e-100"), 5_000),
                                       ("typical mandelbrot 1e-300", typical_view("mandelbrot", "1e-300"), 5_000),
                                       ("typical julia 1e-100", typical_view("julia", "1e-100"), 5_000),
+                                      (f"minibrot p{plain_period}", plain, 20_000),
                                       (f"minibrot p{period}", mini, 20_000)):
             rows.append(speed(view, label, max_iter, args.rounds, args.fractalshades_python))
             print(json.dumps(rows[-1]), file=sys.stderr)
@@ -211,6 +243,14 @@ def main() -> int:
             for max_iter in (1_000, 10_000, 50_000):
                 rows.append(orbit_cost(nucleus, depth, max_iter))
                 print(json.dumps(rows[-1]), file=sys.stderr)
+    if args.only in (None, "bla"):
+        rows = figures.setdefault("bla", [])
+        for max_iter in (1_000, 10_000, 50_000):
+            rows.append(table_cost(mini, f"minibrot p{period}", max_iter))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+        deepest = {"fractal": "mandelbrot", "center": nucleus, "scale": "1e-1000"}
+        rows.append(table_cost(deepest, "minibrot nucleus", 50_000))
+        print(json.dumps(rows[-1]), file=sys.stderr)
     print(json.dumps(figures, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))

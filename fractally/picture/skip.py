@@ -1,18 +1,19 @@
 """The first iterations of a deep view, skipped for every pixel at once by a linear approximation.
 
 While a pixel's difference δ from the reference is tiny against the reference itself, its step
-δ ← 2·Z_m·δ + δ² + δc is linear to within float64's rounding (δ² is below it), so after m steps
+δ ← 2·Z_m·δ + δ² + δc is linear to within a relative |δ|/|2Z_m| (the dropped δ²), so after m steps
 
     δ_m = A_m·δ₀ + B_m·δc,   A_{m+1} = 2·Z_m·A_m,  B_{m+1} = 2·Z_m·B_m + 1   (A₀ = 1, B₀ = 0)
 
 (a julia pixel has δc = 0, a mandelbrot pixel δ₀ = 0: one coefficient each). At deep zooms this is
 most of every pixel's iterations: at 1e-300 a pixel's δ needs some 700 steps to grow from 1e-300
 to where δ² shows. The skip M is the last step at which the bound (|A_m| + |B_m|)·d, with d the
-largest offset in the *whole image*, is still below ``TOLERANCE``·|Z_m| (and the reference is well
-inside the escape radius): so it is one number per view, the same for every tile and machine, and
-each pixel starts at step M with δ_M = K·offset (K = A_M or B_M). The coefficients are iterated in
-MPFR at 64 bits (correctly rounded: the same bits everywhere; its exponent range holds the 1e400
-that K reaches at a 1e-400 view).
+largest offset in the *whole image*, is still below ``TOLERANCE``·|Z_m| (julia: ``JULIA_TOLERANCE``;
+and the reference is well inside the escape radius): so it is one number per view, the same for every
+tile and machine, and each pixel starts at step M with δ_M = K·offset (K = A_M or B_M). The
+coefficients are iterated in MPFR at 64 bits (correctly rounded: the same bits everywhere; its
+exponent range holds the 1e400 that K reaches at a 1e-400 view). Past the skip, mandelbrot pixels
+jump on per pixel by the bilinear approximation (``fractally.picture.bla``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from dataclasses import dataclass
 from fractally.picture.orbit import Orbit, inputs_for
 from fractally.picture.spec import RenderSpec
 
-#: |δ| below this times |Z_m| keeps δ² under float64's rounding of the step (2^-53), with margin
-#: for the error of up to 50,000 skipped steps adding up.
-TOLERANCE = 2.0**-64
+#: |δ| below this times |Z_m| (mandelbrot): the dropped δ² is below 2^-40 of each step, the bilinear
+#: approximation's ε (``fractally.picture.bla``; δ grows geometrically, so the relative errors add up to
+#: a few ε). It was 2^-64 before the BLA; 2^-40 skips some 16 more steps at 1e-30 and changes no sampled count.
+TOLERANCE = 2.0**-40
+#: Julia sets, which have no BLA table yet, keep the skip (and bits) they had: 2^-64.
+JULIA_TOLERANCE = 2.0**-64
 SKIPS_KEPT = 32
 
 
@@ -69,7 +73,7 @@ def compute(spec: RenderSpec, ref: Orbit) -> Skip:
         scale = gmpy2.mpfr(spec.deep.scale)
         # the largest |offset| of any pixel: half the image's diagonal, with room for rounding
         largest = scale * gmpy2.sqrt(gmpy2.mpfr(spec.width**2 + spec.height**2)) / (2 * spec.width) * 1.01
-        tol = gmpy2.mpfr(TOLERANCE)
+        tol = gmpy2.mpfr(JULIA_TOLERANCE if spec.julia else TOLERANCE)
         radius = gmpy2.mpfr(spec.escape_radius) * (1 - gmpy2.mpfr(2.0**-20))
         k = gmpy2.mpc(1) if spec.julia else gmpy2.mpc(0)
         one = gmpy2.mpc(0) if spec.julia else gmpy2.mpc(1)

@@ -217,17 +217,18 @@ def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
     script = (
         "from fractally.picture.spec import parse_spec\n"
         "from fractally.picture.tiling import render_tile_arrays, tile\n"
-        "from fractally.picture import perturb as p\n"
+        "from fractally.picture import bla, perturb as p\n"
         "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
         "render_tile_arrays(s, tile(s, 0))\n"
-        "for name in ('escape_time_deep', '_pixel'):\n"
-        "    for sig, asm in getattr(p, name).inspect_asm().items():\n"
+        "for module, name in ((p, 'escape_time_deep'), (p, '_pixel'), (bla, '_build'), (bla, '_merge_level')):\n"
+        "    for sig, asm in getattr(module, name).inspect_asm().items():\n"
         "        print('#### ' + name); print(asm)\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
+    assert proc.stdout.count("#### _build") == 1 and proc.stdout.count("#### _merge_level") == 1  # the BLA table
     fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
     assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
 
@@ -252,19 +253,23 @@ def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exa
 @pytest.mark.parametrize("view", [
     {"fractal": "mandelbrot", "center": ["3.1e-102", "1"], "scale": "1e-100"},
     {"fractal": "julia", "c": ["0", "1"], "center": ["3.1e-42", "1"], "scale": "1e-40"},
+    "plain minibrot",
 ])
 def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
-    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits."""
+    """The plain loop steps four pixels at once (``_plain_strip``); each must get ``_pixel``'s bits
+    (beside the minibrot of 1e-102 with BLA jumps every period)."""
     import numpy as np
 
-    from fractally.picture import orbit, perturb
+    from fractally.picture import bla, orbit, perturb
     from fractally.picture.skip import skip_for
     from fractally.picture.tiling import render_tile_arrays, tile
 
+    view = _plain_minibrot() if view == "plain minibrot" else view
     spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
     counts, _ = render_tile_arrays(spec, tile(spec, 0))
     ref, crit = orbit.orbits_for(spec)
     skip = skip_for(spec, ref)
+    table = bla.table_for(spec, ref).arrays()
     arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
     one = np.empty_like(counts)
     for i in range(spec.height):
@@ -272,5 +277,129 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
             ox = ((j + 0.5 - spec.width / 2) * spec.scale) / spec.width
             oy = -(((i + 0.5 - spec.height / 2) * spec.scale) / spec.width)
             one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
-                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke)[0]
+                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke, table)[0]
     assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
+
+
+# --- bilinear approximation (fractally/picture/bla.py) ---
+
+def _bla_spec(depth: str = "1e-400", max_iter: int = 3000):
+    return parse_spec({**_view("mandelbrot", depth, ("0", "0")), "width": 64, "height": 48, "max_iter": max_iter})
+
+
+def test_a_bla_entry_is_the_linear_recurrence_stepped_and_holds_within_its_radius():
+    """Each merged entry: A and B of stepping A ← 2Z·A, B ← 2Z·B + 1 over its steps (in mpmath), and a δ
+    just inside its radius, with the largest δc, stepped exactly (δ² kept) lands where A·δ + B·δc says."""
+    import mpmath
+    import numpy as np
+
+    from fractally.picture import bla, orbit
+
+    spec = _bla_spec()
+    ref = orbit.orbits_for(spec)[0]
+    table = bla.build(spec, ref)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(table.arrays(), bla.build(spec, ref).arrays()))
+    cm, ce = bla.largest_offset(spec)
+    checked = 0
+    with mpmath.workprec(200):
+        dc = mpmath.ldexp(mpmath.mpf(cm), ce) * mpmath.expjpi(mpmath.mpf(0.3))
+        for level in range(1, len(table.counts)):
+            for j in range(0, int(table.counts[level]), max(1, int(table.counts[level]) // 3)):
+                k = int(table.offsets[level]) + j
+                if table.rm[k] == 0.0:
+                    continue
+                first, steps = 1 + j * 2**level, 2**level
+                a, b = mpmath.mpc(1), mpmath.mpc(0)
+                zs = [mpmath.mpc(ref.re[m], ref.im[m]) for m in range(first, first + steps)]
+                for z in zs:
+                    a, b = 2 * z * a, 2 * z * b + 1
+                assert abs(mpmath.mpc(table.ar[k], table.ai[k]) - a) <= 2.0**-40 * abs(a)
+                assert abs(mpmath.mpc(table.br[k], table.bi[k]) - b) <= 2.0**-40 * abs(b)
+                d0 = mpmath.ldexp(mpmath.mpf(table.rm[k]), int(table.rexp[k])) * 0.7 * mpmath.expjpi(mpmath.mpf(0.1))
+                d = d0
+                for z in zs:
+                    d = 2 * z * d + d * d + dc
+                linear = a * d0 + b * dc
+                assert abs(d - linear) <= 2.0**-24 * (abs(a * d0) + abs(b * dc)), (level, j)
+                checked += 1
+    assert checked >= 10 and table.counts[0] == len(ref) - 2
+    assert np.any(table.rm[table.offsets[6]:] > 0)  # jumps of 64 steps and more exist
+
+
+def test_a_julia_view_has_no_bla_table():
+    from fractally.picture import bla, orbit
+
+    spec = parse_spec({**_view("julia-i", "1e-300", ("0", "0")), "width": 16, "height": 16, "max_iter": 2000})
+    assert bla.table_for(spec, orbit.orbits_for(spec)[0]).counts[0] == 0
+
+
+def _render_with(spec, table_of):
+    from fractally.picture import bla
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    real = bla.table_for
+    bla.table_for = table_of
+    try:
+        return render_tile_arrays(spec, tile(spec, 0))[0]
+    finally:
+        bla.table_for = real
+
+
+def _plain_minibrot() -> dict:
+    """A period-137 minibrot 1e-102 wide beside c = i, 8 times its size: a plain (not extended) deep view
+    whose pixels pass near 0 every period."""
+    from tests.support.reference import minibrot_nucleus
+
+    re_, im_, period, log_size = minibrot_nucleus(("3.1e-52", "1." + "0" * 51 + "7"), 480)
+    assert period == 137
+    scale = f"{10 ** (log_size % 1) * 8:.2f}e{int(log_size // 1)}"
+    return {"fractal": "mandelbrot", "center": [re_, im_], "scale": scale}
+
+
+@pytest.mark.parametrize("where", ["plain minibrot", "minibrot"])
+def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_minibrot):
+    """The jumps change no count here (100 % in the benchmark too); a table with a wrong A changes them,
+    so the kernel does jump (in the four-pixel plain loop beside a minibrot of 1e-102; in extended form
+    and in ``_pixel``'s plain loop beside the one of 3e-599)."""
+    import dataclasses
+
+    import numpy as np
+
+    from fractally.picture import bla, orbit, perturb
+
+    if where == "minibrot":
+        view = {k: v for k, v in deep_minibrot.items() if k != "period"}
+        spec = parse_spec({**view, "width": 32, "height": 24, "max_iter": 12_000, "tile_size": 32})
+    else:
+        spec = parse_spec({**_plain_minibrot(), "width": 48, "height": 36, "max_iter": 8000, "tile_size": 64})
+        assert perturb.scale_parts(spec)[2] is False  # not extended: the four-pixel loop
+    table = bla.table_for(spec, orbit.orbits_for(spec)[0])
+    on = _render_with(spec, lambda s, r: table)
+    off = _render_with(spec, lambda s, r: bla.empty())
+    assert np.mean(on == off) >= 0.99 and len(np.unique(on)) > 5
+    wrong = dataclasses.replace(table, ar=table.ar * 1.5)
+    assert np.mean(_render_with(spec, lambda s, r: wrong) == on) < 0.9
+
+
+@pytest.mark.parametrize("where", ["plain minibrot", "minibrot"])
+def test_deep_minibrot_tiles_join_without_seams(where, deep_minibrot):
+    """Beside a minibrot every pixel jumps every period (in the plain loop at 1e-102, in extended form at
+    3e-599): the table is the whole view's, not a tile's."""
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile, tile_count
+
+    deep = {k: v for k, v in deep_minibrot.items() if k != "period"}
+    place = _plain_minibrot() if where == "plain minibrot" else deep
+    view = {**place, "width": 40, "height": 24, "max_iter": 12_000}
+    whole_spec = parse_spec({**view, "tile_size": 64})
+    tiled_spec = parse_spec({**view, "tile_size": 16})
+    whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
+    counts = np.zeros((24, 40), np.uint32)
+    smooth = np.zeros((24, 40), np.float32)
+    for index in range(tile_count(tiled_spec)):
+        t = tile(tiled_spec, index)
+        c, s = render_tile_arrays(tiled_spec, t)
+        counts[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = c
+        smooth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = s
+    assert counts.tobytes() == whole[0].tobytes() and smooth.tobytes() == whole[1].tobytes()
