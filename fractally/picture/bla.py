@@ -29,15 +29,13 @@ reference, which would need two tables).
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from fractally.picture.kernel import ngjit
-from fractally.picture.orbit import Orbit, inputs_for
+from fractally.picture.orbit import Orbit, PerView
 from fractally.picture.spec import RenderSpec
 
 #: r₀ = EPSILON·|2Z|: the dropped δ² is below EPSILON of the step (float64's rounding is 2^-53).
@@ -227,21 +225,9 @@ def build(spec: RenderSpec, ref: Orbit, eps: float = EPSILON) -> Table:
     return Table(*arrays, seconds=time.perf_counter() - started)
 
 
-_cache: OrderedDict[tuple, Table] = OrderedDict()
-_guard = threading.Lock()
+_tables = PerView(build, TABLES_KEPT)
 
 
 def table_for(spec: RenderSpec, ref: Orbit) -> Table:
-    """The view's table (cached per process: every tile of a job asks for the same one)."""
-    if spec.julia:
-        return empty()
-    key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height)
-    with _guard:
-        found = _cache.get(key)
-    if found is None:
-        found = build(spec, ref)
-        with _guard:
-            _cache[key] = found
-            while len(_cache) > TABLES_KEPT:
-                _cache.popitem(last=False)
-    return found
+    """The view's table (kept per process: every tile of a job asks for the same one); none for julia."""
+    return empty() if spec.julia else _tables(spec, ref)

@@ -26,6 +26,7 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
 from decimal import Decimal
 
 import msgpack
@@ -180,6 +181,31 @@ def orbit(inputs: OrbitInputs, store: ObjectStore | None = None) -> Orbit:
                 _cache.popitem(last=False)
             _locks.pop(key, None)
     return found
+
+
+T = TypeVar("T")
+
+
+class PerView(Generic[T]):
+    """What ``make(spec, ref)`` computes once per view (the skip, the BLA table), kept for the last
+    ``kept`` views of this process: every tile of a job asks for the same one."""
+
+    def __init__(self, make: Callable[[RenderSpec, Orbit], T], kept: int) -> None:
+        self.make, self.kept = make, kept
+        self._kept: OrderedDict[tuple, T] = OrderedDict()
+        self._guard = threading.Lock()
+
+    def __call__(self, spec: RenderSpec, ref: Orbit) -> T:
+        key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height)
+        with self._guard:
+            found = self._kept.get(key)
+        if found is None:
+            found = self.make(spec, ref)
+            with self._guard:
+                self._kept[key] = found
+                while len(self._kept) > self.kept:
+                    self._kept.popitem(last=False)
+        return found
 
 
 def _load(store: ObjectStore | None, key: str) -> Orbit | None:

@@ -18,11 +18,9 @@ jump on per pixel by the bilinear approximation (``fractally.picture.bla``).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
-from fractally.picture.orbit import Orbit, inputs_for
+from fractally.picture.orbit import Orbit, PerView
 from fractally.picture.spec import RenderSpec
 
 #: |δ| below this times |Z_m| (mandelbrot): the dropped δ² is below 2^-40 of each step, the bilinear
@@ -45,24 +43,6 @@ class Skip:
 
 
 NONE = Skip(0, 0.0, 0.0, 0)
-
-_cache: OrderedDict[tuple, Skip] = OrderedDict()
-_guard = threading.Lock()
-
-
-def skip_for(spec: RenderSpec, ref: Orbit) -> Skip:
-    """The view's skip (cached per process: every tile of a job asks for the same one)."""
-    key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height)
-    with _guard:
-        found = _cache.get(key)
-    if found is None:
-        found = compute(spec, ref)
-        with _guard:
-            _cache[key] = found
-            while len(_cache) > SKIPS_KEPT:
-                _cache.popitem(last=False)
-    return found
-
 
 def compute(spec: RenderSpec, ref: Orbit) -> Skip:
     """Iterate A or B along the reference while the linear step is exact to float64 (module docstring)."""
@@ -102,3 +82,7 @@ def _skip(m: int, k) -> Skip:
     re, im = k.real, k.imag
     e = max(gmpy2.frexp(re)[0] if re != 0 else -(2**40), gmpy2.frexp(im)[0] if im != 0 else -(2**40))
     return Skip(m, float(gmpy2.mul_2exp(re, -e)), float(gmpy2.mul_2exp(im, -e)), int(e))
+
+
+#: The view's skip (``compute``), kept per process: every tile of a job asks for the same one.
+skip_for = PerView(compute, SKIPS_KEPT)

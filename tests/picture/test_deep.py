@@ -127,16 +127,21 @@ def test_deep_counts_agree_with_exact_arithmetic(fractal, depth, julia_repelling
 @pytest.mark.parametrize("fractal", ["mandelbrot", "julia"])
 @pytest.mark.parametrize("depth", ["1e-30", "1e-400"])
 def test_deep_tiles_join_without_seams(fractal, depth, julia_repelling_point):
+    _assert_tiles_join_without_seams({**_view(fractal, depth, julia_repelling_point), "width": 48, "height": 40,
+                                      "max_iter": 3000})
+
+
+def _assert_tiles_join_without_seams(view: dict) -> None:
+    """The view in 16² tiles gives the bytes of the view in one tile, counts and smooth values alike."""
     import numpy as np
 
     from fractally.picture.tiling import render_tile_arrays, tile, tile_count
 
-    view = {**_view(fractal, depth, julia_repelling_point), "width": 48, "height": 40, "max_iter": 3000}
     whole_spec = parse_spec({**view, "tile_size": 64})
     tiled_spec = parse_spec({**view, "tile_size": 16})
     whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
-    counts = np.zeros((40, 48), np.uint32)
-    smooth = np.zeros((40, 48), np.float32)
+    counts = np.zeros((view["height"], view["width"]), np.uint32)
+    smooth = np.zeros((view["height"], view["width"]), np.float32)
     for index in range(tile_count(tiled_spec)):
         t = tile(tiled_spec, index)
         c, s = render_tile_arrays(tiled_spec, t)
@@ -385,21 +390,6 @@ def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_
 def test_deep_minibrot_tiles_join_without_seams(where, deep_minibrot):
     """Beside a minibrot every pixel jumps every period (in the plain loop at 1e-102, in extended form at
     3e-599): the table is the whole view's, not a tile's."""
-    import numpy as np
-
-    from fractally.picture.tiling import render_tile_arrays, tile, tile_count
-
     deep = {k: v for k, v in deep_minibrot.items() if k != "period"}
     place = _plain_minibrot() if where == "plain minibrot" else deep
-    view = {**place, "width": 40, "height": 24, "max_iter": 12_000}
-    whole_spec = parse_spec({**view, "tile_size": 64})
-    tiled_spec = parse_spec({**view, "tile_size": 16})
-    whole = render_tile_arrays(whole_spec, tile(whole_spec, 0))
-    counts = np.zeros((24, 40), np.uint32)
-    smooth = np.zeros((24, 40), np.float32)
-    for index in range(tile_count(tiled_spec)):
-        t = tile(tiled_spec, index)
-        c, s = render_tile_arrays(tiled_spec, t)
-        counts[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = c
-        smooth[t.y0:t.y0 + t.height, t.x0:t.x0 + t.width] = s
-    assert counts.tobytes() == whole[0].tobytes() and smooth.tobytes() == whole[1].tobytes()
+    _assert_tiles_join_without_seams({**place, "width": 40, "height": 24, "max_iter": 12_000})
