@@ -102,8 +102,17 @@ def agreement(view: dict, samples: int, width: int = 256, height: int = 192, max
             "off_by_more_than_1_pct": round(100.0 * float(np.mean(np.abs(exact - ours) > 1)), 2),
             "mean_count": round(float(np.mean(exact)), 1), "max_count": int(exact.max()),
             "inside_pct": round(100.0 * float(np.mean(exact >= max_iter)), 1),
-            "skipped_steps": skip_for(spec, orbit.orbits_for(spec)[0]).m,
+            "skipped_steps": skipped_steps(spec),
             "render_s": round(render, 3), "exact_s": round(time.perf_counter() - started, 1)}
+
+
+def skipped_steps(spec) -> int:
+    """The steps every pixel of the view skips: the cubic series' in a plain view, the linear skip's in
+    an extended one (``fractally.picture.skip``)."""
+    from fractally.picture.perturb import scale_parts
+
+    skip = skip_for(spec, orbit.orbits_for(spec)[0])
+    return skip.m if scale_parts(spec)[2] else skip.series.m
 
 
 # --------------------------------------------------------------------------- speed through the CLI

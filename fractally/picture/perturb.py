@@ -214,16 +214,31 @@ def _extended_jump(ar, ai, br, bi, dr, di, de, cr, ci, ce):
     return r, i, top + e
 
 
+@inline
+def _series_delta(series, ox, oy):
+    """A plain view's δ at its series' step for the offset (ox, oy): Σ_k T_k·u^(k+1) by Horner's rule,
+    u = offset·inv_d (``fractally.picture.skip.Series``)."""
+    _, tre, tim, inv_d = series
+    ur = ox * inv_d
+    ui = oy * inv_d
+    sr = 0.0
+    si = 0.0
+    for k in range(len(tre) - 1, -1, -1):
+        sr, si = (sr * ur - si * ui) + tre[k], (sr * ui + si * ur) + tim[k]
+    return sr * ur - si * ui, sr * ui + si * ur
+
+
 @ngjit
 def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, crit_mre, crit_mim, crit_exp,
-           off_re, off_im, off_exp, extended, max_iter, r2, skip_m, kr, ki, ke, table):
+           off_re, off_im, off_exp, extended, max_iter, r2, skip_m, kr, ki, ke, series, table):
     """One pixel's count and final |z|² (see the module docstring for the rule).
 
     ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
     float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
     extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: the view's skipped steps and
-    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.picture.skip``). ``table``: the
-    view's BLA table (``fractally.picture.bla.Table.arrays``; empty for a julia set).
+    δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.picture.skip``); a plain view
+    starts instead at its ``series`` (``Series.arrays``). ``table``: the view's BLA table
+    (``fractally.picture.bla.Table.arrays``; empty for a julia set).
     """
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
     n0 = tcnt[0]
@@ -244,6 +259,9 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
     if plain:
         dr = _ldexp(dr, de) if de > -1100 else 0.0
         di = _ldexp(di, de) if de > -1100 else 0.0
+    if not extended:
+        dr, di = _series_delta(series, off_re, off_im)
+        skip_m = series[0]
     zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
     fast_e = 1 << 50  # the exponent the fast extended step's factors were made for (none yet)
     s_de = s_c = 0.0
@@ -386,19 +404,20 @@ LANES = 4  # pixels in flight in the plain loop: their dependency chains overlap
 
 
 @ngjit
-def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, table, jumps, nbuf, mbuf):
+def _plain_strip(julia, zr, zi, ref_len, px, py, series, max_iter, r2, table, jumps, nbuf, mbuf):
     """``_pixel``'s plain loop for a strip of a plain view, ``LANES`` pixels in flight.
 
     The same operations in the same order as ``_pixel`` for every pixel (so the same bits), but one
     pass of the loop steps every lane: a pixel's step waits on its previous one (some 15 cycles), the
     lanes' steps do not wait on each other. A lane whose pixel is done takes the next one.
     ``zr``/``zi``: the reference then the critical orbit, one after the other (``ref_len`` entries of
-    the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; K =
-    (``kr``, ``ki``) the skip's coefficient as float64s (``fractally.picture.skip``); ``table`` the
+    the first); ``px``, ``py``: the pixels' offsets from the centre per column and per row; ``series``
+    where every pixel starts (``fractally.picture.skip.Series.arrays``); ``table`` the
     view's BLA table (jumps as in ``_pixel``), ``jumps`` whether it has entries: a literal, so the loop is
     compiled twice, and a julia set's has no trace of the look-up (it cost a julia view 8-20 %).
     """
     literally(jumps)
+    skip_m = series[0]
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
     n_plain, o_plain = _plain_level(toff, tcnt)
     cols = len(px)
@@ -419,8 +438,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
         if following < total:
             ox = px[following % cols]
             oy = py[following // cols]
-            dr[k] = kr * ox - ki * oy
-            di[k] = kr * oy + ki * ox
+            dr[k], di[k] = _series_delta(series, ox, oy)
             cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
             base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
             following += 1
@@ -441,8 +459,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, kr, ki, skip_m, max_iter, r2, t
                 if following < total:  # the lane takes the next pixel
                     ox = px[following % cols]
                     oy = py[following // cols]
-                    dr[k] = kr * ox - ki * oy
-                    di[k] = kr * oy + ki * ox
+                    dr[k], di[k] = _series_delta(series, ox, oy)
                     cr[k], ci[k] = (0.0, 0.0) if julia else (ox, oy)
                     base[k], last[k], m[k], n[k], at[k] = 0, ref_len - 1, skip_m, skip_m, following
                     following += 1
@@ -494,7 +511,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
     view's scale is ``scale_m``·2^``scale_e``; a pixel's offset from the centre is docs/api.md's
     ``((j + 0.5 - width/2)·scale)/width`` (and minus the same in y) with ``scale_m`` for scale,
     then times 2^scale_e (plain views: ``scale_e`` = 0, ``scale_m`` the float64 scale).
-    ``skip``: (m, kr, ki, ke), the steps every pixel skips (``fractally.picture.skip``); ``table``:
+    ``skip``: (m, kr, ki, ke, series), the steps every pixel skips (``fractally.picture.skip``); ``table``:
     the view's BLA table (``fractally.picture.bla``).
     """
     rows, cols = counts.shape
@@ -509,8 +526,6 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
     if not extended:  # the plain loop, LANES pixels in flight, a strip of rows at a time
         zr = np.concatenate((ref[0], crit[0]))
         zi = np.concatenate((ref[1], crit[1]))
-        kr = _ldexp(skip[1], skip[3]) if skip[3] > -1100 else 0.0
-        ki = _ldexp(skip[2], skip[3]) if skip[3] > -1100 else 0.0
         px = np.empty(cols)
         for j in range(cols):
             px[j] = ((col0 + j) + 0.5 - half_w) * scale_m / width
@@ -524,10 +539,10 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
             for i in range(h):
                 py[i] = -((((row0 + r0 + i) + 0.5 - half_h) * scale_m) / width)
             if jumps:  # the loop compiled with the look for jumps, or (julia) without
-                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2, table, True,
+                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], skip[4], max_iter, r2, table, True,
                              nstrip[:h * cols], mstrip[:h * cols])
             else:
-                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], kr, ki, skip[0], max_iter, r2, table, False,
+                _plain_strip(julia, zr, zi, len(ref[0]), px, py[:h], skip[4], max_iter, r2, table, False,
                              nstrip[:h * cols], mstrip[:h * cols])
             _finish_strip(nstrip[:h * cols], mstrip[:h * cols], cols, max_iter, inv_two_log2_r, exponent,
                           mantissa, counts, smooth, r0)
@@ -542,7 +557,7 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
             else:
                 mr, mi, e = ox, oy, 0
             n, z2 = _pixel(julia, ref[0], ref[1], ref[2], ref[3], ref[4], crit[0], crit[1], crit[2], crit[3],
-                           crit[4], mr, mi, e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3], table)
+                           crit[4], mr, mi, e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3], skip[4], table)
             nbuf[j] = n
             mbuf[j] = z2
         _finish_strip(nbuf, mbuf, cols, max_iter, inv_two_log2_r, exponent, mantissa, counts[i:i + 1],
@@ -576,5 +591,5 @@ def render_window(spec: RenderSpec, orbits: tuple[Orbit, Orbit], row0: int, col0
     s = skip_for(spec, ref)
     table = bla.table_for(spec, ref).arrays()
     escape_time_deep(spec.julia, arrays(ref), arrays(crit), scale_m, scale_e, extended, spec.width, spec.height,
-                     spec.max_iter, spec.escape_radius, row0, col0, (s.m, s.kr, s.ki, s.ke), table, counts, smooth)
+                     spec.max_iter, spec.escape_radius, row0, col0, (s.m, s.kr, s.ki, s.ke, s.series.arrays()), table, counts, smooth)
     return counts, smooth

@@ -282,7 +282,8 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
             ox = ((j + 0.5 - spec.width / 2) * spec.scale) / spec.width
             oy = -(((i + 0.5 - spec.height / 2) * spec.scale) / spec.width)
             one[i, j] = perturb._pixel(spec.julia, *arrays(ref), *arrays(crit), ox, oy, 0, False, spec.max_iter,
-                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke, table)[0]
+                                       spec.escape_radius**2, skip.m, skip.kr, skip.ki, skip.ke,
+                                       skip.series.arrays(), table)[0]
     assert np.array_equal(one, counts) and len(np.unique(counts)) > 5
 
 
@@ -393,3 +394,32 @@ def test_deep_minibrot_tiles_join_without_seams(where, deep_minibrot):
     deep = {k: v for k, v in deep_minibrot.items() if k != "period"}
     place = _plain_minibrot() if where == "plain minibrot" else deep
     _assert_tiles_join_without_seams({**place, "width": 40, "height": 24, "max_iter": 12_000})
+
+
+# --- the series skip (fractally/picture/skip.py) ---
+
+@pytest.mark.parametrize("fractal", ["mandelbrot", "julia"])
+def test_the_series_skip_starts_a_corner_pixel_where_exact_steps_take_it(fractal, julia_repelling_point):
+    """The pixel farthest from the centre (the series' worst case), stepped exactly in mpmath from its
+    start to the series' step, lands where the series puts it; and the series skips past the linear step."""
+    import mpmath
+
+    from fractally.picture import orbit
+    from fractally.picture.skip import skip_for
+
+    spec = parse_spec({**_view(fractal, "1e-30", julia_repelling_point), "width": 64, "height": 48, "max_iter": 3000})
+    ref, _ = orbit.orbits_for(spec)
+    skip = skip_for(spec, ref)
+    series = skip.series
+    assert series.m > skip.m
+    ox = ((0 + 0.5 - spec.width / 2) * spec.scale) / spec.width
+    oy = -(((0 + 0.5 - spec.height / 2) * spec.scale) / spec.width)
+    mpmath.mp.prec = 200
+    offset = mpmath.mpc(ox, oy)
+    delta, dc = (offset, 0) if spec.julia else (mpmath.mpc(0), offset)
+    for m in range(series.m):
+        z = mpmath.mpc(mpmath.ldexp(float(ref.mre[m]), int(ref.exp[m])), mpmath.ldexp(float(ref.mim[m]), int(ref.exp[m])))
+        delta = 2 * z * delta + delta * delta + dc
+    u = offset * series.inv_d
+    approx = sum(mpmath.mpc(r, i) * u ** (k + 1) for k, (r, i) in enumerate(zip(series.re, series.im)))
+    assert abs(approx - delta) < 2.0**-36 * abs(delta)
