@@ -235,18 +235,29 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
 
     ``off_*``: the pixel's offset from the centre as mantissas and an exponent (plain views: the
     float64 offset with exponent 0). ``extended``: the pixel may (and at first does) use the
-    extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: the view's skipped steps and
+    extended-exponent form. ``skip_m``, ``kr``, ``ki``, ``ke``: an extended view's skipped steps and
     δ at that step as K·offset, K = (kr + i·ki)·2^ke (``fractally.picture.skip``); a plain view
-    starts instead at its ``series`` (``Series.arrays``). ``table``: the view's BLA table
+    starts at its ``series`` (``Series.arrays``) instead. ``table``: the view's BLA table
     (``fractally.picture.bla.Table.arrays``; empty for a julia set).
     """
     tar, tai, tbr, tbi, trp, trm, trexp, toff, tcnt = table
     n0 = tcnt[0]
     steps = 0
     n_plain, o_plain = _plain_level(toff, tcnt)
-    # the difference δ at step skip_m (K·offset) and the per-pixel constant δc, as mantissas and exponents
-    dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
-    de = e + ke + off_exp
+    # the difference δ where the pixel starts: a plain view's series; an extended view's K·offset at step
+    # skip_m, as mantissas and an exponent (as a float64 if it is already above 2^PLAIN_EXPONENT)
+    if extended:
+        dr, di, e = _split(kr * off_re - ki * off_im, kr * off_im + ki * off_re)
+        de = e + ke + off_exp
+        plain = de > PLAIN_EXPONENT
+        if plain:
+            dr = _ldexp(dr, de) if de > -1100 else 0.0
+            di = _ldexp(di, de) if de > -1100 else 0.0
+    else:
+        dr, di = _series_delta(series, off_re, off_im)
+        de = 0
+        plain = True
+        skip_m = series[0]
     if julia:
         cr, ci, ce = 0.0, 0.0, -(2**40)
     else:
@@ -255,13 +266,6 @@ def _pixel(julia, ref_re, ref_im, ref_mre, ref_mim, ref_exp, crit_re, crit_im, c
     # below float64's rounding of δ whenever the plain loop runs (0 or a subnormal here)
     pcr = _ldexp(cr, ce) if ce > -1100 else 0.0
     pci = _ldexp(ci, ce) if ce > -1100 else 0.0
-    plain = (not extended) or de > PLAIN_EXPONENT
-    if plain:
-        dr = _ldexp(dr, de) if de > -1100 else 0.0
-        di = _ldexp(di, de) if de > -1100 else 0.0
-    if not extended:
-        dr, di = _series_delta(series, off_re, off_im)
-        skip_m = series[0]
     zre, zim, zm, ze, zx = ref_re, ref_im, ref_mre, ref_mim, ref_exp
     fast_e = 1 << 50  # the exponent the fast extended step's factors were made for (none yet)
     s_de = s_c = 0.0
