@@ -212,14 +212,9 @@ def test_bad_deep_requests_get_a_422_naming_the_field(api_client, api_store, cha
 
 def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
     """Same bits everywhere needs no FMA in the perturbation loop either: compile afresh, read the assembly."""
-    import os
-    import re
-    import subprocess
-    import sys
+    from tests.support.machine_code import compiled_asm, fused_instructions
 
-    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
-        pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
-    script = (
+    asm = compiled_asm(
         "from fractally.picture.spec import parse_spec\n"
         "from fractally.picture.tiling import render_tile_arrays, tile\n"
         "from fractally.picture import bla, perturb as p\n"
@@ -227,15 +222,11 @@ def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
         "render_tile_arrays(s, tile(s, 0))\n"
         "for module, name in ((p, 'escape_time_deep'), (p, '_pixel'), (bla, '_build'), (bla, '_merge_level')):\n"
         "    for sig, asm in getattr(module, name).inspect_asm().items():\n"
-        "        print('#### ' + name); print(asm)\n"
-    )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("#### escape_time_deep") == 1 and "mulsd" in proc.stdout
-    assert proc.stdout.count("#### _build") == 1 and proc.stdout.count("#### _merge_level") == 1  # the BLA table
-    fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", proc.stdout)
-    assert not fused, f"FMA instructions in the deep kernel: {sorted(set(fused))}"
+        "        print('#### ' + name); print(asm)\n", tmp_path)
+    assert asm.count("#### escape_time_deep") == 1 and "mulsd" in asm
+    assert asm.count("#### _build") == 1 and asm.count("#### _merge_level") == 1  # the BLA table
+    fused = fused_instructions(asm)
+    assert not fused, f"FMA instructions in the deep kernel: {fused}"
 
 
 def test_beside_a_deep_minibrot_counts_in_the_thousands_agree(deep_minibrot, exact_count):

@@ -1,17 +1,15 @@
 """The kernel follows docs/api.md's iteration rule bit for bit."""
 
 import math
-import os
 import random
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from fractally.picture.kernel import render_window
 from fractally.picture.spec import parse_spec
+from tests.support.machine_code import compiled_asm, fused_instructions
 from tests.support.reference import reference_counts
 
 
@@ -229,15 +227,8 @@ def test_float32_kernel_guards_the_escape_radius_bound_the_spec_enforces():
 
 
 def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
-    """docs/api.md forbids FMA: compile the kernels afresh and read their assembly.
-
-    numba refuses to show the assembly of code loaded from its cache, so this
-    compiles in a child process with an empty NUMBA_CACHE_DIR.
-    """
-    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
-        print("skipped: NUMBA_DISABLE_JIT=1, there is no machine code to inspect")
-        pytest.skip("NUMBA_DISABLE_JIT=1: no machine code to inspect")
-    script = (
+    """docs/api.md forbids FMA: compile the kernels afresh and read their assembly."""
+    asm = compiled_asm(
         "import numpy as np\n"
         "from fractally.picture import kernel as k\n"
         "c = np.empty((5, 7), np.uint32); s = np.empty((5, 7), np.float32)\n"
@@ -247,16 +238,11 @@ def test_no_fused_multiply_add_in_the_machine_code(tmp_path):
         "for name in ('escape_time', 'escape_time_float32', '_escape_time_strips', '_escape_time_strips32',\n"
         "             '_iterate_strip', '_iterate_strip32', '_finish_strip', '_pixel_centres'):\n"
         "    for sig, asm in getattr(k, name).inspect_asm().items():\n"
-        "        print('#### ' + name + ' ' + str(sig)); print(asm)\n"
-    )
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
-    asm = proc.stdout
+        "        print('#### ' + name + ' ' + str(sig)); print(asm)\n", tmp_path)
     assert asm.count("#### _iterate_strip (") == 1 and asm.count("#### _iterate_strip32 (") == 1
     assert asm.count("#### _finish_strip") >= 1
-    fused = re.findall(r"\bv?f(?:n)?m(?:add|sub)\w*", asm)
-    assert not fused, f"FMA instructions in the kernel: {sorted(set(fused))}"
+    fused = fused_instructions(asm)
+    assert not fused, f"FMA instructions in the kernel: {fused}"
     hot32 = asm.split("#### _iterate_strip32 (")[1].split("####")[0]  # float32: eight lanes, a 256-bit register
     assert re.search(r"\bvmulps\s+%[yz]mm", hot32), "the float32 iteration does not use 8-lane vectors"
     hot = asm.split("#### _iterate_strip (")[1].split("####")[0]  # float64: packed (SIMD) multiplies
