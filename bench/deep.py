@@ -14,7 +14,7 @@
   virtual environment, built against the system's MPFR);
 * orbit: time and memory of the reference orbit against depth and max_iter (tracemalloc's peak while
   computing it, and the stored object's size);
-* bla: time and memory of the view's BLA table (``fractally.picture.bla``) against max_iter.
+* bla: time and memory of a BLA table along a whole orbit (``fractally.picture.bla``) against max_iter.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fractally.picture import bla, orbit  # noqa: E402
+from fractally.picture.period import view_orbits  # noqa: E402
 from fractally.picture.skip import skip_for  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
@@ -111,7 +112,7 @@ def skipped_steps(spec) -> int:
     an extended one (``fractally.picture.skip``)."""
     from fractally.picture.perturb import scale_parts
 
-    skip = skip_for(spec, orbit.orbits_for(spec)[0])
+    skip = skip_for(spec, view_orbits(spec)[0])
     return skip.m if scale_parts(spec)[2] else skip.series.m
 
 
@@ -198,8 +199,9 @@ def orbit_cost(nucleus: list[str], depth: str, max_iter: int) -> dict:
 
 
 def table_cost(view: dict, label: str, max_iter: int) -> dict:
-    """Build time of the view's BLA table (median of 5, after a first build that loads numba's code) and
-    the memory it holds (the arrays are all it allocates)."""
+    """Build time of a BLA table along the view's whole orbit (median of 5, after a first build that loads
+    numba's code) and the memory it holds (the arrays are all it allocates): the cost for a view not on a
+    nucleus (one on it, as this one, is cut at its period: ``fractally.picture.period``)."""
     spec = parse_spec({**view, "width": 1024, "height": 768, "max_iter": max_iter})
     ref = orbit.orbits_for(spec)[0]
     bla.build(spec, ref)

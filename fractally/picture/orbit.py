@@ -60,6 +60,10 @@ class Orbit:
     def __len__(self) -> int:
         return len(self.re)
 
+    def head(self, n: int) -> "Orbit":
+        """Z₀ … Z_{n-1} (views of the same arrays): a reference cut at its period (``fractally.picture.period``)."""
+        return Orbit(self.re[:n], self.im[:n], self.mre[:n], self.mim[:n], self.exp[:n])
+
     def to_bytes(self) -> bytes:
         return msgpack.packb({"v": ORBIT_VERSION, "re": self.re.tobytes(), "im": self.im.tobytes(),
                               "mre": self.mre.tobytes(), "mim": self.mim.tobytes(),

@@ -60,11 +60,12 @@ def band(spec: RenderSpec, row: int) -> list[Tile]:
 
 def render_tile_arrays(spec: RenderSpec, t: Tile, store: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Counts and smooth values of one tile. A deep view reads its job's reference orbits from
-    ``store`` (computed in memory without one: ``fractally.picture.orbit``)."""
+    ``store`` (computed in memory without one: ``fractally.picture.orbit``), cut as the view renders
+    them (``fractally.picture.period``)."""
     if spec.deep is not None:
-        from fractally.picture import orbit, perturb
+        from fractally.picture import period, perturb
 
-        return perturb.render_window(spec, orbit.orbits_for(spec, store), t.y0, t.x0, t.height, t.width)
+        return perturb.render_window(spec, period.view_orbits(spec, store), t.y0, t.x0, t.height, t.width)
     from fractally.picture.kernel import render_window  # numba loads on first use, not when a spec is checked
 
     return render_window(spec, t.y0, t.x0, t.height, t.width)

@@ -211,20 +211,23 @@ def test_bad_deep_requests_get_a_422_naming_the_field(api_client, api_store, cha
 
 
 def test_no_fused_multiply_add_in_the_deep_kernel(tmp_path):
-    """Same bits everywhere needs no FMA in the perturbation loop either: compile afresh, read the assembly."""
+    """Same bits everywhere needs no FMA in the perturbation loop, the BLA table or the period's ball either:
+    compile afresh, read the assembly."""
     from tests.support.machine_code import compiled_asm, fused_instructions
 
     asm = compiled_asm(
         "from fractally.picture.spec import parse_spec\n"
         "from fractally.picture.tiling import render_tile_arrays, tile\n"
-        "from fractally.picture import bla, perturb as p\n"
+        "from fractally.picture import bla, period, perturb as p\n"
         "s = parse_spec({'fractal': 'mandelbrot', 'center': ['0', '1'], 'scale': '1e-400', 'width': 8, 'height': 8})\n"
         "render_tile_arrays(s, tile(s, 0))\n"
-        "for module, name in ((p, 'escape_time_deep'), (p, '_pixel'), (bla, '_build'), (bla, '_merge_level')):\n"
+        "for module, name in ((p, 'escape_time_deep'), (p, '_pixel'), (bla, '_build'), (bla, '_merge_level'),\n"
+        "                     (period, '_cut_length')):\n"
         "    for sig, asm in getattr(module, name).inspect_asm().items():\n"
         "        print('#### ' + name); print(asm)\n", tmp_path)
     assert asm.count("#### escape_time_deep") == 1 and "mulsd" in asm
     assert asm.count("#### _build") == 1 and asm.count("#### _merge_level") == 1  # the BLA table
+    assert asm.count("#### _cut_length") == 1  # the ball that finds a nucleus's period
     fused = fused_instructions(asm)
     assert not fused, f"FMA instructions in the deep kernel: {fused}"
 
@@ -256,14 +259,14 @@ def test_pixels_in_flight_give_the_bits_of_one_pixel_at_a_time(view):
     (beside the minibrot of 1e-102 with BLA jumps every period)."""
     import numpy as np
 
-    from fractally.picture import bla, orbit, perturb
+    from fractally.picture import bla, period, perturb
     from fractally.picture.skip import skip_for
     from fractally.picture.tiling import render_tile_arrays, tile
 
     view = _plain_minibrot() if view == "plain minibrot" else view
     spec = parse_spec({**view, "width": 37, "height": 23, "max_iter": 2000, "tile_size": 64})
     counts, _ = render_tile_arrays(spec, tile(spec, 0))
-    ref, crit = orbit.orbits_for(spec)
+    ref, crit = period.view_orbits(spec)
     skip = skip_for(spec, ref)
     table = bla.table_for(spec, ref).arrays()
     arrays = lambda o: (o.re, o.im, o.mre, o.mim, o.exp)  # noqa: E731
@@ -362,7 +365,7 @@ def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_
 
     import numpy as np
 
-    from fractally.picture import bla, orbit, perturb
+    from fractally.picture import bla, period, perturb
 
     if where == "minibrot":
         view = {k: v for k, v in deep_minibrot.items() if k != "period"}
@@ -370,7 +373,7 @@ def test_bla_on_and_off_give_the_same_counts_and_the_kernel_uses_it(where, deep_
     else:
         spec = parse_spec({**_plain_minibrot(), "width": 48, "height": 36, "max_iter": 8000, "tile_size": 64})
         assert perturb.scale_parts(spec)[2] is False  # not extended: the four-pixel loop
-    table = bla.table_for(spec, orbit.orbits_for(spec)[0])
+    table = bla.table_for(spec, period.view_orbits(spec)[0])
     on = _render_with(spec, lambda s, r: table)
     off = _render_with(spec, lambda s, r: bla.empty())
     assert np.mean(on == off) >= 0.99 and len(np.unique(on)) > 5
@@ -385,6 +388,78 @@ def test_deep_minibrot_tiles_join_without_seams(where, deep_minibrot):
     deep = {k: v for k, v in deep_minibrot.items() if k != "period"}
     place = _plain_minibrot() if where == "plain minibrot" else deep
     _assert_tiles_join_without_seams({**place, "width": 40, "height": 24, "max_iter": 12_000})
+
+
+# --- a reference on a nucleus, cut at its period (fractally/picture/period.py) ---
+
+def _minibrot_spec(where: str, deep_minibrot: dict, max_iter: int = 5000):
+    view = _plain_minibrot() if where == "plain minibrot" else {k: v for k, v in deep_minibrot.items() if k != "period"}
+    return parse_spec({**view, "width": 48, "height": 36, "max_iter": max_iter, "tile_size": 64})
+
+
+@pytest.mark.parametrize("where,period", [("plain minibrot", 137), ("minibrot", 797)])
+def test_a_reference_on_a_minibrot_nucleus_is_cut_at_its_period(where, period, deep_minibrot):
+    import numpy as np
+
+    from fractally.picture import orbit
+    from fractally.picture.period import view_orbits
+
+    spec = _minibrot_spec(where, deep_minibrot)
+    whole = orbit.orbits_for(spec)[0]
+    ref, crit = view_orbits(spec)
+    assert len(whole) == spec.max_iter and len(ref) == period + 1 and crit is ref
+    assert np.array_equal(ref.re, whole.re[:period + 1]) and np.array_equal(ref.exp, whole.exp[:period + 1])
+    assert ref.exp[period] < ref.exp[1:period].min() - 60  # Z_p: far nearer 0 than any entry before it
+
+
+@pytest.mark.parametrize("view", [
+    {"fractal": "mandelbrot", "center": ["3.1e-32", "1.00000000000000000000000000000007"], "scale": "1e-30"},
+    "beside the plain minibrot",
+])
+def test_a_reference_off_any_nucleus_keeps_its_whole_orbit(view):
+    """Near c = i the ball outgrows the set before it holds 0; a tenth of the view off the minibrot's
+    nucleus, |Z_137| is the ball's size: neither is a nucleus, so neither is cut."""
+    from decimal import Decimal
+
+    from fractally.picture import orbit
+    from fractally.picture.period import view_orbits
+
+    if view == "beside the plain minibrot":
+        view = _plain_minibrot()
+        shift = Decimal(view["scale"]) / 10
+        view = {**view, "center": [str(Decimal(view["center"][0]) + shift), view["center"][1]]}
+    spec = parse_spec({**view, "width": 48, "height": 36, "max_iter": 5000})
+    assert len(view_orbits(spec)[0]) == len(orbit.orbits_for(spec)[0]) > 80  # escaped at 85, or max_iter
+
+
+@pytest.mark.parametrize("where", ["plain minibrot", "minibrot"])
+def test_the_cut_changes_few_counts(where, deep_minibrot):
+    """Rebasing every pixel at the period instead of by |Z + δ| < |δ| is exact arithmetic too: the counts
+    stay those of the whole orbit on nearly every pixel (and both agree with mpmath, tests above)."""
+    import numpy as np
+
+    from fractally.picture import orbit, perturb
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    spec = _minibrot_spec(where, deep_minibrot, max_iter=12_000)
+    cut, _ = render_tile_arrays(spec, tile(spec, 0))
+    whole = perturb.render_window(spec, orbit.orbits_for(spec), 0, 0, spec.height, spec.width)[0]
+    assert np.mean(cut == whole) >= 0.97 and len(np.unique(cut)) > 20
+
+
+def test_beside_the_plain_minibrot_counts_agree_with_exact_arithmetic(exact_count):
+    """Pixels that rebase at every period of 137 steps (the reference cut there) agree with mpmath."""
+    import numpy as np
+
+    from fractally.picture.tiling import render_tile_arrays, tile
+
+    spec = parse_spec({**_plain_minibrot(), "width": 32, "height": 24, "max_iter": 4000, "tile_size": 32})
+    counts, _ = render_tile_arrays(spec, tile(spec, 0))
+    pixels = [(0, 0), (3, 29), (12, 16), (20, 5), (23, 31), (8, 9), (17, 22), (6, 14)]
+    exact = [exact_count(spec, i, j) for i, j in pixels]
+    agree = sum(int(counts[i, j]) == e for (i, j), e in zip(pixels, exact))
+    assert agree >= 7 and len(set(exact)) > 3, (exact, [int(counts[i, j]) for i, j in pixels])
+    assert np.median(counts) > 137
 
 
 # --- the series skip (fractally/picture/skip.py) ---
