@@ -28,6 +28,7 @@ import math
 from fractally.picture.bla import largest_offset
 from fractally.picture.kernel import ngjit
 from fractally.picture.orbit import Orbit, PerView, orbits_for
+from fractally.picture.pairs import less, norm, shift
 from fractally.picture.spec import RenderSpec
 from fractally.store import ObjectStore
 
@@ -35,32 +36,6 @@ from fractally.store import ObjectStore
 CUT_BITS = 20
 #: Cut lengths kept per process (one int each).
 CUTS_KEPT = 64
-_ZERO_EXPONENT = -(2**40)
-
-
-@ngjit
-def _norm(m, e):
-    """(m, e) with m in [0.5, 1), or (0, zero exponent) for 0."""
-    if m == 0.0:
-        return 0.0, _ZERO_EXPONENT
-    f, k = math.frexp(m)
-    return f, e + k
-
-
-@ngjit
-def _at(m, shift):
-    """m·2^shift for shift ≤ 0 (0 when it underflows)."""
-    return 0.0 if shift < -1100 else math.ldexp(m, shift)
-
-
-@ngjit
-def _below(am, ae, bm, be):
-    """a < b for normalised pairs (0: mantissa 0)."""
-    if am == 0.0:
-        return bm != 0.0
-    if bm == 0.0:
-        return False
-    return ae < be or (ae == be and am < bm)
 
 
 @ngjit
@@ -68,14 +43,14 @@ def _cut_length(mre, mim, exp, n, cm, ce, cut_bits):
     """Entries to keep: p + 1 at the first step p ≥ 1 whose ball holds 0 if |Z_p| < 2^-cut_bits·r_p, else n."""
     rm, re = cm, ce
     for m in range(n):
-        zm, ze = _norm(math.sqrt(mre[m] * mre[m] + mim[m] * mim[m]), exp[m])
-        if m >= 1 and _below(zm, ze, rm, re):
-            return m + 1 if _below(zm, ze, rm, re - cut_bits) else n
+        zm, ze = norm(math.sqrt(mre[m] * mre[m] + mim[m] * mim[m]), exp[m])
+        if m >= 1 and less(zm, ze, rm, re):
+            return m + 1 if less(zm, ze, rm, re - cut_bits) else n
         # r ← 2|Z|·r + r² + r₀, each term a mantissa and an exponent, summed at the largest
-        am, ae = _norm(2.0 * zm * rm, ze + re)
-        bm, be = _norm(rm * rm, re + re)
+        am, ae = norm(2.0 * zm * rm, ze + re)
+        bm, be = norm(rm * rm, re + re)
         top = max(ae, be, ce)
-        rm, re = _norm((_at(am, ae - top) + _at(bm, be - top)) + _at(cm, ce - top), top)
+        rm, re = norm((shift(am, ae - top) + shift(bm, be - top)) + shift(cm, ce - top), top)
     return n
 
 
