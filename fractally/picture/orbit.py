@@ -200,7 +200,7 @@ class PerView(Generic[T]):
         self._guard = threading.Lock()
 
     def __call__(self, spec: RenderSpec, ref: Orbit) -> T:
-        key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height)
+        key = (inputs_for(spec)[0].key(), spec.deep.scale, spec.width, spec.height, len(ref))  # a cut reference is another
         with self._guard:
             found = self._kept.get(key)
         if found is None:

@@ -399,6 +399,7 @@ def _minibrot_spec(where: str, deep_minibrot: dict, max_iter: int = 5000):
 
 @pytest.mark.parametrize("where,period", [("plain minibrot", 137), ("minibrot", 797)])
 def test_a_reference_on_a_minibrot_nucleus_is_cut_at_its_period(where, period, deep_minibrot):
+    """The minibrot's nucleus is the reference: Z_p is 0 to within the reference's precision."""
     import numpy as np
 
     from fractally.picture import orbit
@@ -412,30 +413,62 @@ def test_a_reference_on_a_minibrot_nucleus_is_cut_at_its_period(where, period, d
     assert ref.exp[period] < ref.exp[1:period].min() - 60  # Z_p: far nearer 0 than any entry before it
 
 
+def _ball_period(spec, ref) -> int | None:
+    """The first step p ≥ 1 at which the view's ball holds 0 (|Z_p| < r_p), in mpmath: None if none."""
+    import mpmath
+
+    from fractally.picture.bla import largest_offset
+
+    cm, ce = largest_offset(spec)
+    with mpmath.workprec(80):
+        r0 = mpmath.ldexp(mpmath.mpf(cm), ce)
+        r = r0
+        for m in range(len(ref)):
+            z = abs(mpmath.mpc(mpmath.ldexp(float(ref.mre[m]), int(ref.exp[m])),
+                               mpmath.ldexp(float(ref.mim[m]), int(ref.exp[m]))))
+            if m >= 1 and z < r:
+                return m
+            r = 2 * z * r + r * r + r0
+    return None
+
+
 @pytest.mark.parametrize("view", [
     {"fractal": "mandelbrot", "center": ["3.1e-32", "1.00000000000000000000000000000007"], "scale": "1e-30"},
-    "beside the plain minibrot",
+    {"fractal": "mandelbrot", "center": ["-0.1", "0.00000000000000000000000000000000000000003"], "scale": "1e-40"},
+    "a tenth of the view off the plain minibrot's nucleus",
 ])
-def test_a_reference_off_any_nucleus_keeps_its_whole_orbit(view):
-    """Near c = i the ball outgrows the set before it holds 0; a tenth of the view off the minibrot's
-    nucleus, |Z_137| is the ball's size: neither is a nucleus, so neither is cut."""
-    from decimal import Decimal
+def test_a_reference_is_cut_where_the_views_ball_first_holds_0(view):
+    """Beside c = i the ball outgrows the set a few steps before the reference escapes; off a nucleus the
+    ball still finds its period; inside the main cardioid it never holds 0 and the orbit stays whole."""
+    from decimal import Decimal, localcontext
 
     from fractally.picture import orbit
     from fractally.picture.period import view_orbits
 
-    if view == "beside the plain minibrot":
+    off_nucleus = isinstance(view, str)
+    if off_nucleus:
         view = _plain_minibrot()
-        shift = Decimal(view["scale"]) / 10
-        view = {**view, "center": [str(Decimal(view["center"][0]) + shift), view["center"][1]]}
-    spec = parse_spec({**view, "width": 48, "height": 36, "max_iter": 5000})
-    assert len(view_orbits(spec)[0]) == len(orbit.orbits_for(spec)[0]) > 80  # escaped at 85, or max_iter
+        with localcontext() as exact:
+            exact.prec = 2000
+            shift = Decimal(view["scale"]) / 10
+            view = {**view, "center": [str(Decimal(view["center"][0]) + shift), view["center"][1]]}
+    spec = parse_spec({**view, "width": 48, "height": 36, "max_iter": 3000})
+    whole = orbit.orbits_for(spec)[0]
+    ref, _ = view_orbits(spec)
+    p = _ball_period(spec, whole)
+    assert len(ref) == (len(whole) if p is None else p + 1)
+    if off_nucleus:
+        assert p == 137 and len(whole) > 1000  # the minibrot's period, though the reference escapes later
+    elif spec.center[0] == -0.1:
+        assert p is None and len(ref) == spec.max_iter  # interior: never cut
+    else:
+        assert p is not None and len(ref) < len(whole)  # a few steps before the reference escapes
 
 
 @pytest.mark.parametrize("where", ["plain minibrot", "minibrot"])
 def test_the_cut_changes_few_counts(where, deep_minibrot):
     """Rebasing every pixel at the period instead of by |Z + δ| < |δ| is exact arithmetic too: the counts
-    stay those of the whole orbit on nearly every pixel (and both agree with mpmath, tests above)."""
+    stay those of the whole orbit on nearly every pixel (and agree with mpmath: the tests beside)."""
     import numpy as np
 
     from fractally.picture import orbit, perturb
