@@ -11,10 +11,10 @@ starts each period at step 0 and crosses it in a few long jumps.
 **Where to cut: the view's period.** The view's ball (centre Z, radius r_m ⊇ every pixel's δ_m: r₀
 the whole image's largest offset, r_{m+1} = 2|Z_m|·r_m + r_m² + r₀) first holds 0 at p, the lowest
 period of a nucleus in the view (Robert Munafo's ball method), or where the ball has outgrown the
-set (|Z_p| ≈ r_p ≈ 1, a few steps before a reference that escapes does; the pixels have all left the
-linear regime by then, and the rebase moves none that could jump). A ball that never holds 0 (a
-view inside a cardioid or bulb) leaves the orbit whole. Measured on every benchmark view: the counts
-are those of the whole orbit, pixel for pixel (docs/benchmarks.md, "Deep views").
+set (|Z_p| ≈ r_p ≈ 1, a few steps before a reference that escapes does: the view has left the linear
+regime by then). A ball that never holds 0 (a view inside a cardioid or bulb) leaves the orbit
+whole. Measured on every benchmark view: the counts are those of the whole orbit, pixel for pixel
+(docs/benchmarks.md, "Deep views").
 
 **Same bits everywhere.** The ball is computed in float64 mantissas with an int exponent
 (``fractally.picture.pairs``: it spans 1e-600 … 1e+1 beside a deep minibrot) by ``ngjit``'s correctly
