@@ -224,13 +224,24 @@ def _load(store: ObjectStore | None, key: str) -> Orbit | None:
 
 
 def orbits_for(spec: RenderSpec, store: ObjectStore | None = None) -> tuple[Orbit, Orbit]:
-    """(reference, critical orbit) of a deep view; for a mandelbrot both are the one reference."""
+    """(reference, critical orbit) of a deep view; for a mandelbrot both are the one reference.
+
+    A job of one tile (an explorer's deep tile) keeps them out of ``store``: no other tile reads them,
+    and the tile itself is what a repeated request finds."""
+    if store is not None and _one_tile(spec):
+        store = None
     primary, critical = inputs_for(spec)
     ref = orbit(primary, store)
     return ref, (orbit(critical, store) if critical is not None else ref)
 
 
 def prepare(spec: RenderSpec, store: ObjectStore) -> None:
-    """Compute a deep job's orbits into the store before its tiles are sent (no-op for float64 views)."""
-    if spec.deep is not None:
+    """Compute a deep job's orbits into the store before its tiles are sent (no-op for float64 views, and
+    for a job of one tile, which computes them where it renders: ``orbits_for``)."""
+    if spec.deep is not None and not _one_tile(spec):
         orbits_for(spec, store)
+
+
+def _one_tile(spec: RenderSpec) -> bool:
+    """The job is one tile: no other tile reads its orbits."""
+    return spec.width <= spec.tile_size and spec.height <= spec.tile_size

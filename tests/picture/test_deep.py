@@ -188,6 +188,24 @@ def test_a_deep_job_computes_its_orbit_once_into_the_store(api_client, api_store
     assert counts.tobytes() == render_tile_arrays(spec, tile(spec, 0))[0].tobytes()  # same bits as one tile
 
 
+def test_a_deep_explorer_tile_keeps_its_orbit_out_of_the_store(api_client, api_store, monkeypatch):
+    """A job of one tile (an explorer tile past zoom 40) computes its orbit where it renders and stores
+    only the tile and its PNG: no other tile would read the orbit."""
+    from fractally.jobs import xyz
+    from fractally.picture import orbit
+
+    computed = []
+    real = orbit.compute
+    monkeypatch.setattr(orbit, "compute", lambda inputs: computed.append(inputs) or real(inputs))
+    orbit._cache.clear()
+    z, x, y = 60, 2**59, 2**58  # its corner at c = i, 4 / 2^60 wide
+    response = api_client.get(f"/v1/tiles/mandelbrot/{z}/{x}/{y}.png")
+    assert response.status_code == 200 and response.data.startswith(b"\x89PNG")
+    assert xyz.xyz_spec("mandelbrot", z, x, y).deep is not None and len(computed) == 1
+    assert list(api_store.list("orbits/")) == []
+    assert len(list(api_store.list("tiles/"))) == 1 and len(list(api_store.list(xyz.PNG_PREFIX))) == 1
+
+
 def test_sync_render_of_a_deep_view(api_client):
     from fractally.picture.codec import decode_msgpack
 
