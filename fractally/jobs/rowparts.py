@@ -25,7 +25,7 @@ from isal import isal_zlib
 
 from fractally import jobs
 from fractally.picture.codec import DeflatedRows, deflate_filtered, filtered_rows
-from fractally.picture.compose import Part, colour_tile
+from fractally.picture.compose import Part, coloured_rows
 from fractally.picture.spec import RenderSpec
 from fractally.picture.tiling import grid, tile
 from fractally.store import ObjectStore
@@ -60,12 +60,7 @@ def store_parts(store: ObjectStore, job_id: str, spec: RenderSpec, first: int, t
     cols = grid(spec)[1]
     spans = partial_rows(spec, first, first + len(tiles))
     for row, c0, c1 in spans:
-        parts = tiles[row * cols + c0 - first:row * cols + c1 - first]
-        raw = filtered_rows(parts[0][0].shape[0], sum(c.shape[1] for c, _ in parts))
-        x0 = 0
-        for counts, smooth in parts:
-            colour_tile(spec, raw, x0, counts, smooth)
-            x0 += counts.shape[1]
+        raw = coloured_rows(spec, tiles[row * cols + c0 - first:row * cols + c1 - first])
         store.put(f"{rowparts_prefix(job_id, row)}{c0:07d}-{c1:07d}.rgb", isal_zlib.compress(raw[:, 1:].tobytes(), _LEVEL))
     return len(spans)
 

@@ -79,20 +79,25 @@ def render_bands(spec: RenderSpec, pool: Executor, on_tile: Callable[[Tile], Non
         yield [f.result() for f in queue.popleft()]
 
 
-def colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
+def _colour_tile(spec: RenderSpec, raw: np.ndarray, x0: int, counts: np.ndarray, smooth: np.ndarray) -> None:
     """Colour one tile into its columns (from pixel ``x0``) of a band's ``filtered_rows``."""
     colour_into(raw[:, 1 + 3 * x0 : 1 + 3 * (x0 + counts.shape[1])], counts, smooth, spec.max_iter, spec.colormap)
 
 
-def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
-    """One band to compressed PNG rows; colours tile by tile, straight into the band's PNG rows."""
-    rows = parts[0][0].shape[0]
-    raw = filtered_rows(rows, sum(c.shape[1] for c, _ in parts))
+def coloured_rows(spec: RenderSpec, parts: Band) -> np.ndarray:
+    """Tiles side by side (a band, or part of one) as PNG rows (``filtered_rows``), coloured tile by tile
+    straight into them."""
+    raw = filtered_rows(parts[0][0].shape[0], sum(c.shape[1] for c, _ in parts))
     x0 = 0
     for counts, smooth in parts:
-        colour_tile(spec, raw, x0, counts, smooth)
+        _colour_tile(spec, raw, x0, counts, smooth)
         x0 += counts.shape[1]
-    return deflate_filtered(raw)
+    return raw
+
+
+def _colour_and_deflate(spec: RenderSpec, parts: Band) -> DeflatedRows:
+    """One band to compressed PNG rows."""
+    return deflate_filtered(coloured_rows(spec, parts))
 
 
 def write_image(spec: RenderSpec, bands: Iterable[Band], out: BinaryIO, pool: Executor | None = None) -> None:
@@ -286,7 +291,7 @@ def render_image(spec: RenderSpec, out: BinaryIO, pool: Executor,
         return filtered_rows(rows_of(tiles), spec.width)
 
     def place_png(raw: np.ndarray, t: Tile, counts: np.ndarray, smooth: np.ndarray) -> None:
-        colour_tile(spec, raw, t.x0, counts, smooth)
+        _colour_tile(spec, raw, t.x0, counts, smooth)
 
     # deflate_filtered finishes a band: one piece a band, as write_image makes, so the same bytes
     for piece in _render_placed(spec, pool, start_png, place_png, deflate_filtered, on_tile, lookahead):
