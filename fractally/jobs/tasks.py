@@ -12,7 +12,7 @@ import logging
 import os
 import tempfile
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -204,7 +204,9 @@ def assemble_bands(job_id: str, bands: Any, store: ObjectStore) -> dict[str, Any
         raise BadRequest(f"bands must be [first, end] with 0 <= first < end <= {rows}", "bands")
     first, end = bands
     reader = packs.TileReader(store, job)
-    piece = pieces.concatenated([_band_piece(store, job, r, _row_parts(store, job, r), reader) for r in range(first, end)])
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        piece = pieces.concatenated([_band_piece(store, job, r, _row_parts(store, job, r), reader, pool)
+                                     for r in range(first, end)])
     pieces.store_piece(store, job_id, piece)
     merged = pieces.merge_near(store, job, first)
     return {"job": job_id, "bands": [first, end], "status": "done", "merged": merged is not None,
@@ -217,12 +219,12 @@ def _row_parts(store: ObjectStore, job: jobs.Job, band: int) -> list[tuple[int, 
 
 
 def _band_piece(store: ObjectStore, job: jobs.Job, band: int, parts: list[tuple[int, str]] | None,
-                reader: packs.TileReader) -> pieces.Piece:
-    """The piece of one band: from its row ``parts`` if it has them, else from its tiles."""
+                reader: packs.TileReader, pool: Executor) -> pieces.Piece:
+    """The piece of one band: from its row ``parts`` if it has them, else from its tiles (coloured and
+    compressed on ``pool``)."""
     if parts:
         return pieces.framed(job.spec, band, [rowparts.deflated(store, job, band, parts)])
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-        return pieces.encode(job.spec, band, [next(_bands(store, job, reader=reader, rows=[band]))], pool)
+    return pieces.encode(job.spec, band, [next(_bands(store, job, reader=reader, rows=[band]))], pool)
 
 
 def _claim(store: ObjectStore, job_id: str, holder: str) -> bool:
@@ -335,8 +337,9 @@ def _join_pieces(store: ObjectStore, job: jobs.Job, plan: _Plan, reader: packs.T
     """The result joined from the plan's pieces, the bands they leave out made here (one after another:
     the reader goes in band order) while the store copies the pieces before them: (written, bytes,
     pieces joined)."""
-    with ThreadPoolExecutor(1, thread_name_prefix="assemble-band") as making:
-        made = {r: making.submit(_band_piece, store, job, r, parts, reader) for r, parts in plan.missing.items()}
+    with (ThreadPoolExecutor(os.cpu_count() or 1) as pool,  # colours and compresses bands made from tiles
+          ThreadPoolExecutor(1, thread_name_prefix="assemble-band") as making):
+        made = {r: making.submit(_band_piece, store, job, r, parts, reader, pool) for r, parts in plan.missing.items()}
         ordered = _in_band_order(plan.chosen, made)
         written = pieces.join(store, job, ordered, plan.sizes)
         size = sum(pieces.size_of(p if isinstance(p, pieces.Piece) else p.result(), plan.sizes) for p in ordered)
