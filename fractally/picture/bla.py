@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fractally.picture.kernel import ngjit
-from fractally.picture.orbit import Orbit, PerView
+from fractally.picture.orbit import Orbit, PerView, image_radius
 from fractally.picture.pairs import ZERO_EXPONENT, less, norm, shift
 from fractally.picture.spec import RenderSpec
 
@@ -171,14 +171,10 @@ def _build(re, im, exp, n0, r_max, eps, cm, ce, levels):
 
 
 def largest_offset(spec: RenderSpec) -> tuple[float, int]:
-    """|δc|max of the whole image as (mantissa, exponent): half its diagonal, 1 % over (MPFR, 64 bits)."""
+    """|δc|max of the whole image (``orbit.image_radius``) as (mantissa, exponent)."""
     import gmpy2
 
-    assert spec.deep is not None
-    with gmpy2.context(precision=64):
-        scale = gmpy2.mpfr(spec.deep.scale)
-        largest = scale * gmpy2.sqrt(gmpy2.mpfr(spec.width**2 + spec.height**2)) / (2 * spec.width) * 1.01
-        e, m = gmpy2.frexp(largest)
+    e, m = gmpy2.frexp(image_radius(spec))
     return float(m), int(e)
 
 

@@ -103,6 +103,18 @@ def precision_bits(spec: RenderSpec) -> int:
     return int(below) + math.ceil(math.log2(magnitude)) + GUARD_BITS
 
 
+def image_radius(spec: RenderSpec):
+    """|δc|max, the largest offset of any pixel of the *whole image* from the centre (never a tile's):
+    half its diagonal, 1 % over for rounding, as an MPFR number of 64 bits. The skip, the BLA table and
+    the view's period are bounded by it, so each is one per view, the same for every tile."""
+    import gmpy2
+
+    assert spec.deep is not None
+    with gmpy2.context(precision=64):
+        scale = gmpy2.mpfr(spec.deep.scale)
+        return scale * gmpy2.sqrt(gmpy2.mpfr(spec.width**2 + spec.height**2)) / (2 * spec.width) * 1.01
+
+
 def inputs_for(spec: RenderSpec) -> tuple[OrbitInputs, OrbitInputs | None]:
     """The orbits a deep view uses: the reference, and for a julia set the critical orbit (from 0) that
     pixels rebase onto (``fractally.picture.perturb``); for a mandelbrot the reference starts at 0 and is both."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fractally.picture.orbit import Orbit, PerView
+from fractally.picture.orbit import Orbit, PerView, image_radius
 from fractally.picture.spec import RenderSpec
 
 #: |δ| below this times |Z_m| (mandelbrot): the dropped δ² is below 2^-40 of each step, the bilinear
@@ -77,15 +77,14 @@ class Skip:
 
 NONE = Skip(0, 0.0, 0.0, 0, Series(0, (0.0,) * TERMS, (0.0,) * TERMS, 0.0))
 
+
 def compute(spec: RenderSpec, ref: Orbit) -> Skip:
     """Iterate A or B along the reference while the linear step is exact to float64 (module docstring)."""
     import gmpy2
 
     assert spec.deep is not None
+    largest = image_radius(spec)
     with gmpy2.context(precision=64):
-        scale = gmpy2.mpfr(spec.deep.scale)
-        # the largest |offset| of any pixel: half the image's diagonal, with room for rounding
-        largest = scale * gmpy2.sqrt(gmpy2.mpfr(spec.width**2 + spec.height**2)) / (2 * spec.width) * 1.01
         tol = gmpy2.mpfr(JULIA_TOLERANCE if spec.julia else TOLERANCE)
         radius = gmpy2.mpfr(spec.escape_radius) * (1 - gmpy2.mpfr(2.0**-20))
         k = gmpy2.mpc(1) if spec.julia else gmpy2.mpc(0)
