@@ -44,12 +44,13 @@ WARM_SPECS = (
 
 def kernel_dispatchers() -> dict[str, Any]:
     """Every numba-compiled function of ``fractally.picture.kernel``, ``fractally.picture.perturb``,
-    ``fractally.picture.bla`` and ``fractally.picture.colour_kernel``, by name."""
+    ``fractally.picture.bla``, ``fractally.picture.period``, ``fractally.picture.pairs`` and
+    ``fractally.picture.colour_kernel``, by name."""
     from numba.core.registry import CPUDispatcher
 
-    from fractally.picture import bla, colour_kernel, kernel, perturb
+    from fractally.picture import bla, colour_kernel, kernel, pairs, period, perturb
 
-    return {f"{module.__name__}.{name}": obj for module in (kernel, perturb, bla, colour_kernel)
+    return {f"{module.__name__}.{name}": obj for module in (kernel, perturb, bla, period, pairs, colour_kernel)
             for name, obj in vars(module).items() if isinstance(obj, CPUDispatcher)}
 
 
