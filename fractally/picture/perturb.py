@@ -473,7 +473,7 @@ def _plain_strip(julia, zr, zi, ref_len, px, py, series, max_iter, r2, table, ju
                 continue
             if jumps:  # a compile-time constant: a julia set's loop has no look at all
                 j = m[k] - 1
-                if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n[k] + 8 <= max_iter:
+                if (j & PLAIN_MASK) == 0 and 0 <= (j >> PLAIN_LEVEL) < n_plain and n[k] + (1 << PLAIN_LEVEL) <= max_iter:
                     size = abs(dr[k]) + abs(di[k])
                     if size < trp[o_plain + (j >> PLAIN_LEVEL)]:  # a jump (as in ``_pixel``)
                         idx, steps = _plain_entry(trp, toff, tcnt, j, size, max_iter - n[k])
@@ -551,17 +551,13 @@ def escape_time_deep(julia: bool, ref: tuple, crit: tuple, scale_m: float, scale
             _finish_strip(nstrip[:h * cols], mstrip[:h * cols], cols, max_iter, inv_two_log2_r, exponent,
                           mantissa, counts, smooth, r0)
         return
-    for i in range(rows):
+    for i in range(rows):  # an extended view: one pixel at a time, offsets as mantissas and an exponent
         oy = -((((row0 + i) + 0.5 - half_h) * scale_m) / width)
         for j in range(cols):
             ox = ((col0 + j) + 0.5 - half_w) * scale_m / width
-            if extended:
-                mr, mi, e = _split(ox, oy)
-                e = e + scale_e
-            else:
-                mr, mi, e = ox, oy, 0
+            mr, mi, e = _split(ox, oy)
             n, z2 = _pixel(julia, ref[0], ref[1], ref[2], ref[3], ref[4], crit[0], crit[1], crit[2], crit[3],
-                           crit[4], mr, mi, e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3], skip[4], table)
+                           crit[4], mr, mi, e + scale_e, extended, max_iter, r2, skip[0], skip[1], skip[2], skip[3], skip[4], table)
             nbuf[j] = n
             mbuf[j] = z2
         _finish_strip(nbuf, mbuf, cols, max_iter, inv_two_log2_r, exponent, mantissa, counts[i:i + 1],
