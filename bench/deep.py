@@ -40,7 +40,7 @@ from fractally.picture.period import view_orbits  # noqa: E402
 from fractally.picture.skip import skip_for  # noqa: E402
 from fractally.picture.spec import parse_spec  # noqa: E402
 from fractally.picture.tiling import render_tile_arrays, tile  # noqa: E402
-from tests.support.reference import exact_deep_count, minibrot_nucleus  # noqa: E402
+from tests.support.reference import exact_deep_count, minibrot_nucleus, moved_right  # noqa: E402
 
 DEPTHS = ("1e-20", "1e-50", "1e-100", "1e-300", "1e-400")
 
@@ -76,17 +76,6 @@ def minibrot_view() -> tuple[dict, int, float, list[str]]:
 
 
 PLAIN_MINIBROT_START = ("3.1e-52", "1." + "0" * 51 + "7")  # beside c = i, at 1e-50
-
-
-def off_nucleus(view: dict, fraction: int = 10) -> dict:
-    """``view`` centred ``1/fraction`` of its width to the right of its centre (a view near a minibrot, as a
-    user's click would centre it, rather than on its nucleus)."""
-    from decimal import Decimal, localcontext
-
-    with localcontext() as exact:
-        exact.prec = 2_000
-        shift = Decimal(view["scale"]) / fraction
-        return {**view, "center": [str(Decimal(view["center"][0]) + shift), view["center"][1]]}
 
 
 def plain_minibrot_view() -> tuple[dict, int]:
@@ -246,7 +235,7 @@ def main() -> int:
         plain, plain_period = plain_minibrot_view()
         for label, view in ((f"beside a period-{plain_period} minibrot", plain),
                             (f"beside a period-{plain_period} minibrot, a tenth of the view off its nucleus",
-                             off_nucleus(plain)),
+                             moved_right(plain)),
                             (f"beside a period-{period} minibrot", mini)):
             rows.append({"view": label, **agreement(view, args.samples, max_iter=20_000)})
             print(json.dumps(rows[-1]), file=sys.stderr)
@@ -258,7 +247,7 @@ def main() -> int:
                                       ("typical mandelbrot 1e-300", typical_view("mandelbrot", "1e-300"), 5_000),
                                       ("typical julia 1e-100", typical_view("julia", "1e-100"), 5_000),
                                       (f"minibrot p{plain_period}", plain, 20_000),
-                                      (f"minibrot p{plain_period}, a tenth off its nucleus", off_nucleus(plain), 20_000),
+                                      (f"minibrot p{plain_period}, a tenth off its nucleus", moved_right(plain), 20_000),
                                       (f"minibrot p{period}", mini, 20_000)):
             rows.append(speed(view, label, max_iter, args.rounds, args.fractalshades_python))
             print(json.dumps(rows[-1]), file=sys.stderr)

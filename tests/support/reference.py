@@ -204,3 +204,14 @@ def minibrot_nucleus(start: tuple[str, str], bits: int, max_period: int = 5_000)
         digits = int(bits / 3.33) - 10
         return (mpmath.nstr(c.real, digits, min_fixed=-2, max_fixed=2), mpmath.nstr(c.imag, digits, min_fixed=-2,
                 max_fixed=2), period, float(mpmath.log10(abs(1 / (b * l * l)))))
+
+
+def moved_right(view: dict, fraction: int = 10) -> dict:
+    """``view`` with its centre moved right by ``1/fraction`` of its width, every digit kept (a view near
+    a minibrot as a click would centre it, rather than on its nucleus)."""
+    from decimal import localcontext
+
+    with localcontext() as exact:
+        exact.prec = 2_000
+        shift = Decimal(view["scale"]) / fraction
+        return {**view, "center": [str(Decimal(view["center"][0]) + shift), view["center"][1]]}
